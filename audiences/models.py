@@ -1,0 +1,1 @@
+"""Audiences (floor 3): rule trees, membership and history. Built by a later issue."""

@@ -1,0 +1,18 @@
+"""The whole beat schedule, in one place. Every job here is safe to run twice."""
+
+from datetime import timedelta
+
+SCHEDULE = {
+    # Events whose pipeline task was lost (a worker crash, a broker restart) are handed to
+    # the pipeline again. Two minutes of grace keeps it clear of tasks still in flight.
+    "ingest-sweep-unprocessed": {
+        "task": "ingest.sweep_unprocessed",
+        "schedule": timedelta(minutes=1),
+    },
+    # The ingest debugger keeps only the newest rejected messages per source, and hourly
+    # counters for 30 days, so it can never fill the disk.
+    "ingest-trim-debugger": {
+        "task": "ingest.trim_debugger",
+        "schedule": timedelta(minutes=10),
+    },
+}

@@ -1,0 +1,78 @@
+"""The edge's own tables: sources (write keys), and the ingest debugger's bounded log."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.db import models
+
+
+def new_write_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def new_signing_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class Source(models.Model):
+    """Where events come from. The write key authenticates the tracking API; the signing
+    secret, which never leaves the server, signs tracked links."""
+
+    class Kind(models.TextChoices):
+        HTTP = "http", "HTTP tracking API"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.HTTP)
+    write_key = models.CharField(max_length=100, unique=True, default=new_write_key)
+    signing_secret = models.CharField(max_length=100, default=new_signing_secret, editable=False)
+    enabled = models.BooleanField(default=True)
+    allowed_redirect_domains = models.TextField(
+        blank=True,
+        default="",
+        help_text="Tracked links may redirect unsigned to these domains and their subdomains. "
+        "One per line.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def redirect_domains(self) -> list[str]:
+        return [d.strip().lower() for d in self.allowed_redirect_domains.split() if d.strip()]
+
+
+class RejectedMessage(models.Model):
+    """A message the edge refused, with why, and a truncated copy. Bounded: the
+    `ingest.trim_debugger` task keeps the newest `REJECTED_KEEP_PER_SOURCE` per source."""
+
+    source = models.ForeignKey(Source, null=True, blank=True, on_delete=models.CASCADE)
+    received_at = models.DateTimeField()
+    endpoint = models.CharField(max_length=40)
+    index = models.IntegerField(null=True, blank=True, help_text="Position in the batch.")
+    code = models.CharField(max_length=40)
+    reason = models.TextField()
+    payload = models.TextField(help_text="The first bytes of what was sent.")
+
+    class Meta:
+        indexes = [models.Index(fields=["source", "-received_at"], name="rejected_source_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.reason}"
+
+
+class IngestCounter(models.Model):
+    """Messages accepted, ignored as duplicates, and rejected, per source and hour."""
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="counters")
+    hour = models.DateTimeField()
+    accepted = models.BigIntegerField(default=0)
+    duplicates = models.BigIntegerField(default=0)
+    rejected = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "hour"], name="counter_source_hour")]

@@ -1,0 +1,50 @@
+"""Reads for the ingest debugger."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db.models import Sum
+from django.utils import timezone
+
+from ingest.models import IngestCounter, RejectedMessage, Source
+from profiles.models import Event
+from profiles.selectors import events_recent_for_source
+
+
+@dataclass(frozen=True, slots=True)
+class SourceCounters:
+    source: Source
+    accepted_24h: int
+    duplicates_24h: int
+    rejected_24h: int
+    accepted_total: int
+    rejected_total: int
+
+
+def debugger_overview() -> list[SourceCounters]:
+    """Counters of every source: the last 24 hours and the 30 days the counters keep."""
+    since = timezone.now() - timedelta(hours=24)
+    fields = {"a": Sum("accepted"), "d": Sum("duplicates"), "r": Sum("rejected")}
+    recent = {r["source"]: r for r in IngestCounter.objects.filter(hour__gte=since).values("source").annotate(**fields)}
+    total = {r["source"]: r for r in IngestCounter.objects.values("source").annotate(**fields)}
+    empty = {"a": 0, "d": 0, "r": 0}
+    return [
+        SourceCounters(
+            source=s,
+            accepted_24h=recent.get(s.pk, empty)["a"] or 0,
+            duplicates_24h=recent.get(s.pk, empty)["d"] or 0,
+            rejected_24h=recent.get(s.pk, empty)["r"] or 0,
+            accepted_total=total.get(s.pk, empty)["a"] or 0,
+            rejected_total=total.get(s.pk, empty)["r"] or 0,
+        )
+        for s in Source.objects.order_by("name")
+    ]
+
+
+def debugger_recent(*, source_id: int | None, limit: int = 50) -> tuple[list[Event], list[RejectedMessage]]:
+    """The newest accepted and refused messages of a source (None: the unknown source)."""
+    accepted = events_recent_for_source(source_id=source_id, limit=limit) if source_id is not None else []
+    rejected = list(RejectedMessage.objects.filter(source_id=source_id).order_by("-received_at", "-id")[:limit])
+    return accepted, rejected

@@ -1,0 +1,381 @@
+"""The edge's services: authenticate, validate, store, account for every message.
+
+Each entry point (tracking API, pixel, tracked link) ends in `messages_ingest`, which
+stores the valid messages in one transaction, records every refused one in the ingest
+debugger, and after the commit hands the new event ids to the pipeline task.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from django.db import connection, transaction
+from kombu.exceptions import OperationalError as BrokerError
+
+from ingest import links
+from ingest.messages import (
+    MAX_MESSAGE_BYTES,
+    MESSAGE_TYPES,
+    BatchDefaults,
+    BodyError,
+    MessageError,
+    decode_body,
+    normalize,
+    parse_json,
+    split_batch,
+)
+from ingest.models import IngestCounter, RejectedMessage, Source
+from profiles.services.events import EventIn, events_store
+
+logger = logging.getLogger(__name__)
+
+# The debugger keeps a copy of each refused message up to this size.
+REJECTED_PAYLOAD_CHARS = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    index: int | None
+    code: str
+    message: str
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the edge answers: an HTTP status and a Segment-shaped JSON body."""
+
+    status: int
+    body: dict[str, Any]
+    stored_ids: list[int] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+# --- Tracking API ---------------------------------------------------------------------------
+
+
+def tracking_ingest(
+    *,
+    raw: bytes,
+    endpoint: str,
+    received_at: datetime,
+    header_write_key: str | None = None,
+    content_encoding: str | None = None,
+) -> Outcome:
+    """Handle one tracking API request. `endpoint` is a message type or `batch`."""
+    try:
+        body = decode_body(raw, content_encoding)
+        if endpoint != "batch" and len(body) > MAX_MESSAGE_BYTES:
+            raise BodyError(
+                "message_too_large", f"Exceed payload limit: a message is at most {MAX_MESSAGE_BYTES} bytes."
+            )
+        payload = parse_json(body)
+        if endpoint == "batch":
+            items, defaults = split_batch(payload)
+        else:
+            items, defaults = [payload], None
+    except BodyError as exc:
+        source = sources_by_key([header_write_key]).get(header_write_key or "")
+        _record_refused_request(source, endpoint, received_at, exc.code, exc.message, raw)
+        return Outcome(400, {"code": exc.code, "message": exc.message})
+    body_key = payload.get("writeKey")
+    return messages_ingest(
+        items=items,
+        write_key=header_write_key or (body_key if isinstance(body_key, str) else None),
+        endpoint=endpoint,
+        received_at=received_at,
+        type_=None if endpoint == "batch" else endpoint,
+        defaults=defaults,
+    )
+
+
+def write_key_from_authorization(header: str | None) -> str | None:
+    """The write key of a `Basic base64(key:)` header; the colon is optional."""
+    if not header:
+        return None
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() != "basic" or not credentials:
+        return None
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=False).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return decoded.partition(":")[0] or None
+
+
+def sources_by_key(keys: Sequence[str | None]) -> dict[str, Source]:
+    """Enabled sources by write key, in one query."""
+    wanted = {k for k in keys if k}
+    if not wanted:
+        return {}
+    return {s.write_key: s for s in Source.objects.filter(write_key__in=wanted, enabled=True)}
+
+
+def messages_ingest(
+    *,
+    items: Sequence[Any],
+    write_key: str | None,
+    endpoint: str,
+    received_at: datetime,
+    type_: str | None = None,
+    defaults: BatchDefaults | None = None,
+) -> Outcome:
+    """Authenticate, validate and store `items`, in one transaction.
+
+    Answers 401 when no item can be authenticated (a missing, unknown or disabled key),
+    200 otherwise, listing refused items by index. A single call (`type_` given) that is
+    refused answers 400. Duplicates of stored `(source, messageId)` are ignored. After the
+    commit, the new event ids go to the `ingest.process_events` task."""
+    item_keys = [i.get("writeKey") if isinstance(i, dict) else None for i in items]
+    item_keys = [k if isinstance(k, str) and k else None for k in item_keys]
+    sources = sources_by_key([write_key, *item_keys])
+    default_source = sources.get(write_key or "")
+
+    by_source: dict[int, list[EventIn]] = defaultdict(list)
+    refused: list[tuple[Rejection, Source | None, Any]] = []
+    for index, (item, key) in enumerate(zip(items, item_keys, strict=True)):
+        source = sources.get(key) if key else default_source
+        if source is None:
+            reason = "No write key was given." if not (key or write_key) else "Unknown or disabled write key."
+            refused.append((Rejection(index, "unauthorized", reason), None, item))
+            continue
+        try:
+            event = normalize(item, source_id=source.id, received_at=received_at, type_=type_, defaults=defaults)
+        except MessageError as exc:
+            refused.append((Rejection(index, exc.code, exc.message), source, item))
+            continue
+        by_source[source.id].append(event)
+
+    if not by_source and refused and all(r.code == "unauthorized" for r, _, _ in refused):
+        rejection = refused[0][0]
+        _record_refused_request(None, endpoint, received_at, rejection.code, rejection.message, items)
+        return Outcome(401, {"code": rejection.code, "message": rejection.message})
+
+    stored: list[int] = []
+    with transaction.atomic():
+        counts: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
+        for source_id, events in by_source.items():
+            ids = events_store(events=events)
+            stored.extend(ids)
+            counts[source_id][0] += len(ids)
+            counts[source_id][1] += len(events) - len(ids)
+        for rejection, source, _ in refused:
+            if source is not None:
+                counts[source.id][2] += 1
+        _record_rejections(refused, endpoint, received_at)
+        _count(counts, received_at)
+        if stored:
+            transaction.on_commit(lambda: enqueue_pipeline(stored))
+
+    rejections = [r for r, _, _ in refused]
+    if type_ is not None and rejections and len(items) == 1:
+        return Outcome(400, {"code": rejections[0].code, "message": rejections[0].message}, stored, rejections)
+    body: dict[str, Any] = {"success": True}
+    if rejections:
+        body["rejected"] = [{"index": r.index, "code": r.code, "message": r.message} for r in rejections]
+    return Outcome(200, body, stored, rejections)
+
+
+def enqueue_pipeline(event_ids: list[int]) -> None:
+    """Hand stored events to the pipeline. Runs after the commit, so a broker outage
+    loses nothing: the events stay unprocessed and `ingest.sweep_unprocessed` retries."""
+    from ingest.tasks import process_events
+
+    try:
+        process_events.apply_async(
+            (event_ids,), retry=True, retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
+        )
+    except (BrokerError, OSError):
+        logger.warning("Broker unavailable; %d events left for the sweep.", len(event_ids), exc_info=True)
+
+
+# --- Pixel and tracked links -----------------------------------------------------------------
+
+
+def pixel_ingest(
+    *, method: str, params: Mapping[str, list[str]], received_at: datetime, ip: str | None, user_agent: str | None
+) -> Outcome:
+    """Record a pixel call (`?data=<base64 JSON>` or dotted query parameters). The caller
+    answers with the GIF whatever happens; problems land in the debugger."""
+    endpoint = f"pixel/{method}"[:40]
+    try:
+        message = _pixel_message(params)
+    except BodyError as exc:
+        key = _first(params, "writeKey")
+        source = sources_by_key([key]).get(key or "")
+        _record_refused_request(source, endpoint, received_at, exc.code, exc.message, dict(params))
+        return Outcome(400, {"code": exc.code, "message": exc.message})
+    context = message.get("context")
+    if isinstance(context, dict):
+        context.setdefault("ip", ip)
+        context.setdefault("userAgent", user_agent)
+    elif context is None:
+        message["context"] = {"ip": ip, "userAgent": user_agent}
+    key = message.pop("writeKey", None)
+    if method not in MESSAGE_TYPES:
+        message["type"] = method
+    return messages_ingest(
+        items=[message],
+        write_key=key if isinstance(key, str) else None,
+        endpoint=endpoint,
+        received_at=received_at,
+        type_=method if method in MESSAGE_TYPES else None,
+    )
+
+
+def _pixel_message(params: Mapping[str, list[str]]) -> dict[str, Any]:
+    data = _first(params, "data")
+    message: dict[str, Any] = {}
+    if data is not None:
+        try:
+            decoded = base64.urlsafe_b64decode(data.replace("+", "-").replace("/", "_") + "=" * (-len(data) % 4))
+        except (binascii.Error, ValueError):
+            raise BodyError("invalid_data", "`data` is not base64.") from None
+        message = parse_json(decoded)
+        key = _first(params, "writeKey")
+        if key:
+            message.setdefault("writeKey", key)
+        return message
+    for key, values in params.items():
+        if not values:
+            continue
+        node = message
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[leaf] = values[-1]
+    return message
+
+
+def click_ingest(
+    *, params: Mapping[str, list[str]], received_at: datetime, ip: str | None, user_agent: str | None
+) -> tuple[str | None, Outcome]:
+    """Record a tracked-link click and return where to redirect.
+
+    The target is returned only if the link's signature is valid or its host is one of
+    the source's allowed domains; otherwise it is None and the refusal is recorded."""
+    pairs = [(k, v) for k, values in params.items() for v in values]
+    key = _first(params, "writeKey")
+    url = _first(params, "url") or ""
+    source = sources_by_key([key]).get(key or "")
+    if source is None:
+        _record_refused_request(None, "click", received_at, "unauthorized", "Unknown or disabled write key.", pairs)
+        return None, Outcome(400, {"code": "unauthorized", "message": "This link's source is unknown or disabled."})
+    signed = links.link_signature_valid(pairs, source.signing_secret, _first(params, links.SIGNATURE_PARAM) or "")
+    if not links.redirect_target_safe(url) or not (signed or links.domain_allowed(url, source.redirect_domains)):
+        reason = "The link's target is not signed by its source nor on an allowed domain."
+        _record_refused_request(source, "click", received_at, "unsafe_redirect", reason, pairs)
+        return None, Outcome(400, {"code": "unsafe_redirect", "message": reason})
+
+    user_id, anonymous_id = _first(params, "ajs_uid"), _first(params, "ajs_aid")
+    context = {"ip": ip, "userAgent": user_agent}
+    prefixed = {k: values[-1] for k, values in params.items() if values}
+    items: list[dict[str, Any]] = []
+    if user_id:
+        traits = {k[10:]: v for k, v in prefixed.items() if k.startswith("ajs_trait_") and k[10:]}
+        items.append({"type": "identify", "userId": user_id, "anonymousId": anonymous_id, "traits": traits,
+                      "context": context})  # fmt: skip
+    properties = {k[9:]: v for k, v in prefixed.items() if k.startswith("ajs_prop_") and k[9:]}
+    properties["link_url"] = url
+    items.append({
+        "type": "track", "event": _first(params, "ajs_event") or "Email Link Clicked",
+        "userId": user_id, "anonymousId": anonymous_id, "properties": properties, "context": context,
+    })  # fmt: skip
+    outcome = messages_ingest(items=items, write_key=key, endpoint="click", received_at=received_at)
+    return url, outcome
+
+
+def _first(params: Mapping[str, list[str]], key: str) -> str | None:
+    values = params.get(key)
+    return values[-1] if values else None
+
+
+# --- The debugger ---------------------------------------------------------------------------
+
+
+def _truncated(payload: Any) -> str:
+    if isinstance(payload, bytes | bytearray):
+        text = bytes(payload[: REJECTED_PAYLOAD_CHARS * 2]).decode("utf-8", errors="replace")
+    elif isinstance(payload, str):
+        text = payload
+    else:
+        text = orjson.dumps(payload, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    # PostgreSQL text cannot hold NUL; keep it visible instead of failing the insert.
+    return text[:REJECTED_PAYLOAD_CHARS].replace("\x00", "\\u0000")
+
+
+def _record_refused_request(
+    source: Source | None, endpoint: str, received_at: datetime, code: str, reason: str, payload: Any
+) -> None:
+    with transaction.atomic():
+        _record_rejections([(Rejection(None, code, reason), source, payload)], endpoint, received_at)
+        if source is not None:
+            _count({source.id: [0, 0, 1]}, received_at)
+
+
+def _record_rejections(
+    refused: Sequence[tuple[Rejection, Source | None, Any]], endpoint: str, received_at: datetime
+) -> None:
+    if not refused:
+        return
+    RejectedMessage.objects.bulk_create(
+        RejectedMessage(
+            source=source,
+            received_at=received_at,
+            endpoint=endpoint,
+            index=rejection.index,
+            code=rejection.code,
+            reason=rejection.message[:1000],
+            payload=_truncated(payload),
+        )
+        for rejection, source, payload in refused
+    )
+
+
+_COUNTER_SQL = (
+    f"INSERT INTO {IngestCounter._meta.db_table} (source_id, hour, accepted, duplicates, rejected) "
+    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (source_id, hour) DO UPDATE SET "
+    "accepted = {t}.accepted + excluded.accepted, duplicates = {t}.duplicates + excluded.duplicates, "
+    "rejected = {t}.rejected + excluded.rejected"
+).replace("{t}", IngestCounter._meta.db_table)
+
+
+def _count(counts: Mapping[int, list[int]], received_at: datetime) -> None:
+    """Add to the hourly counters with one upsert per source. Taken last in the
+    transaction, so the row lock is held only until the commit."""
+    hour = connection.ops.adapt_datetimefield_value(received_at.replace(minute=0, second=0, microsecond=0))
+    with connection.cursor() as cursor:
+        for source_id, (accepted, duplicates, rejected) in sorted(counts.items()):
+            if accepted or duplicates or rejected:
+                cursor.execute(_COUNTER_SQL, [source_id, hour, accepted, duplicates, rejected])
+
+
+def tracked_link(
+    *,
+    source: Source,
+    url: str,
+    base_url: str,
+    user_id: str | None = None,
+    anonymous_id: str | None = None,
+    event: str | None = None,
+    properties: Mapping[str, str] | None = None,
+    traits: Mapping[str, str] | None = None,
+) -> str:
+    """A signed tracked link for an email template: clicking it records a track (and an
+    identify when `user_id` is given) and redirects to `url`."""
+    pairs = links.tracked_link_params(
+        write_key=source.write_key, secret=source.signing_secret, url=url, user_id=user_id,
+        anonymous_id=anonymous_id, event=event, properties=properties, traits=traits,
+    )  # fmt: skip
+    return links.tracked_link_url(base_url, pairs)
+
