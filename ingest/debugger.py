@@ -22,11 +22,9 @@ def debugger_trim(*, keep: int = REJECTED_KEEP_PER_SOURCE) -> int:
     owners: list[Q] = [Q(source__isnull=True)]
     owners += [Q(source_id=pk) for pk in Source.objects.values_list("pk", flat=True)]
     for owner in owners:
-        cutoff = (
-            RejectedMessage.objects.filter(owner).order_by("-received_at", "-id").values_list("id", flat=True)[keep:keep + 1]
-        )
-        boundary = list(cutoff)
-        if boundary:
-            deleted += RejectedMessage.objects.filter(owner, id__lte=boundary[0]).delete()[0]
+        rows = RejectedMessage.objects.filter(owner)
+        newest = list(rows.order_by("-received_at", "-id").values_list("id", flat=True)[:keep])
+        if len(newest) == keep:
+            deleted += rows.exclude(id__in=newest).delete()[0]
     deleted += IngestCounter.objects.filter(hour__lt=timezone.now() - COUNTER_KEEP).delete()[0]
     return deleted

@@ -164,10 +164,8 @@ def parse_timestamp(value: Any, field: str) -> datetime | None:
     return parsed
 
 
-def corrected_timestamp(
-    *, received_at: datetime, sent_at: datetime | None, original: datetime | None
-) -> datetime:
-    """Segment's clock-skew correction: `receivedAt − (sentAt − originalTimestamp)`.
+def corrected_timestamp(*, received_at: datetime, sent_at: datetime | None, original: datetime | None) -> datetime:
+    """Segment's clock-skew correction: `receivedAt - (sentAt - originalTimestamp)`.
 
     Without `sentAt` the client's time is taken as it is; without either, `receivedAt`."""
     if original is None:

@@ -30,8 +30,7 @@ class Source(models.Model):
     allowed_redirect_domains = models.TextField(
         blank=True,
         default="",
-        help_text="Tracked links may redirect unsigned to these domains and their subdomains. "
-        "One per line.",
+        help_text="Tracked links may redirect unsigned to these domains and their subdomains. One per line.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -76,3 +75,6 @@ class IngestCounter(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["source", "hour"], name="counter_source_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.source_id} {self.hour:%Y-%m-%d %H}h"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db.models import Sum
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from ingest.models import IngestCounter, RejectedMessage, Source
@@ -26,25 +26,34 @@ class SourceCounters:
 def debugger_overview() -> list[SourceCounters]:
     """Counters of every source: the last 24 hours and the 30 days the counters keep."""
     since = timezone.now() - timedelta(hours=24)
-    fields = {"a": Sum("accepted"), "d": Sum("duplicates"), "r": Sum("rejected")}
-    recent = {r["source"]: r for r in IngestCounter.objects.filter(hour__gte=since).values("source").annotate(**fields)}
-    total = {r["source"]: r for r in IngestCounter.objects.values("source").annotate(**fields)}
-    empty = {"a": 0, "d": 0, "r": 0}
+    recent = _sums(IngestCounter.objects.filter(hour__gte=since))
+    total = _sums(IngestCounter.objects.all())
+    empty = (0, 0, 0)
     return [
         SourceCounters(
             source=s,
-            accepted_24h=recent.get(s.pk, empty)["a"] or 0,
-            duplicates_24h=recent.get(s.pk, empty)["d"] or 0,
-            rejected_24h=recent.get(s.pk, empty)["r"] or 0,
-            accepted_total=total.get(s.pk, empty)["a"] or 0,
-            rejected_total=total.get(s.pk, empty)["r"] or 0,
+            accepted_24h=recent.get(s.pk, empty)[0],
+            duplicates_24h=recent.get(s.pk, empty)[1],
+            rejected_24h=recent.get(s.pk, empty)[2],
+            accepted_total=total.get(s.pk, empty)[0],
+            rejected_total=total.get(s.pk, empty)[2],
         )
         for s in Source.objects.order_by("name")
     ]
 
 
+def _sums(counters: QuerySet[IngestCounter]) -> dict[int, tuple[int, int, int]]:
+    rows = counters.values_list("source").annotate(Sum("accepted"), Sum("duplicates"), Sum("rejected"))
+    return {source: (a or 0, d or 0, r or 0) for source, a, d, r in rows}
+
+
 def debugger_recent(*, source_id: int | None, limit: int = 50) -> tuple[list[Event], list[RejectedMessage]]:
     """The newest accepted and refused messages of a source (None: the unknown source)."""
     accepted = events_recent_for_source(source_id=source_id, limit=limit) if source_id is not None else []
-    rejected = list(RejectedMessage.objects.filter(source_id=source_id).order_by("-received_at", "-id")[:limit])
+    refused = (
+        RejectedMessage.objects.filter(source_id=source_id)
+        if source_id
+        else RejectedMessage.objects.filter(source__isnull=True)
+    )
+    rejected = list(refused.order_by("-received_at", "-id")[:limit])
     return accepted, rejected

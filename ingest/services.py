@@ -166,7 +166,7 @@ def messages_ingest(
             stored.extend(ids)
             counts[source_id][0] += len(ids)
             counts[source_id][1] += len(events) - len(ids)
-        for rejection, source, _ in refused:
+        for _, source, _ in refused:
             if source is not None:
                 counts[source.id][2] += 1
         _record_rejections(refused, endpoint, received_at)
@@ -235,7 +235,10 @@ def _pixel_message(params: Mapping[str, list[str]]) -> dict[str, Any]:
     message: dict[str, Any] = {}
     if data is not None:
         try:
-            decoded = base64.urlsafe_b64decode(data.replace("+", "-").replace("/", "_") + "=" * (-len(data) % 4))
+            # Standard or URL-safe alphabet, padded or not; a `+` left unencoded in the query
+            # string arrives as a space.
+            text = data.strip().replace(" ", "+").replace("-", "+").replace("_", "/").rstrip("=")
+            decoded = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
         except (binascii.Error, ValueError):
             raise BodyError("invalid_data", "`data` is not base64.") from None
         message = parse_json(decoded)
@@ -378,4 +381,3 @@ def tracked_link(
         anonymous_id=anonymous_id, event=event, properties=properties, traits=traits,
     )  # fmt: skip
     return links.tracked_link_url(base_url, pairs)
-

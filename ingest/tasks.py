@@ -23,7 +23,7 @@ SWEEP_CHUNK = 500
 @shared_task(
     name="ingest.process_events",
     acks_late=True,
-    task_reject_on_worker_lost=True,
+    reject_on_worker_lost=True,
     autoretry_for=(DatabaseError,),
     retry_backoff=True,
     retry_jitter=True,

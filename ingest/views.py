@@ -57,7 +57,7 @@ def tracking(request: HttpRequest, path: str) -> HttpResponse:
 
 
 def pixel(request: HttpRequest, method: str) -> HttpResponse:
-    """GET /v1/pixel/<method>: always a 1×1 GIF that no cache keeps; problems go to the
+    """GET /v1/pixel/<method>: always a 1x1 GIF that no cache keeps; problems go to the
     ingest debugger, never to the mail client."""
     ip, user_agent = _client(request)
     services.pixel_ingest(

@@ -26,9 +26,7 @@ class Profile(models.Model):
     key = models.CharField(max_length=32, unique=True, default=new_profile_key, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    merged_into = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from"
-    )
+    merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from")
 
     def __str__(self) -> str:
         return self.key
@@ -56,7 +54,7 @@ class Event(models.Model):
     anonymous_id = models.TextField(null=True, blank=True)
     group_id = models.TextField(null=True, blank=True)
     previous_id = models.TextField(null=True, blank=True)
-    timestamp = models.DateTimeField(help_text="receivedAt − (sentAt − originalTimestamp)")
+    timestamp = models.DateTimeField(help_text="receivedAt - (sentAt - originalTimestamp)")
     original_timestamp = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField()
@@ -67,9 +65,7 @@ class Event(models.Model):
     extra = models.JSONField(
         null=True, blank=True, help_text="Top-level fields outside the Segment spec, kept as sent."
     )
-    profile = models.ForeignKey(
-        Profile, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
-    )
+    profile = models.ForeignKey(Profile, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -80,9 +76,7 @@ class Event(models.Model):
             models.Index(fields=["profile", "-timestamp"], name="event_profile_timeline"),
             models.Index(fields=["event", "timestamp"], name="event_name_time"),
             models.Index(fields=["source_id", "-received_at"], name="event_source_recent"),
-            models.Index(
-                fields=["received_at"], condition=Q(processed_at__isnull=True), name="event_unprocessed"
-            ),
+            models.Index(fields=["received_at"], condition=Q(processed_at__isnull=True), name="event_unprocessed"),
         ]
 
     def __str__(self) -> str:

@@ -110,10 +110,12 @@ TEMPLATES = [
 # --- Database -----------------------------------------------------------------------------
 SQLITE_PATH = VAR_DIR / "cdp.sqlite3"
 DATABASES: dict[str, dict[str, Any]] = {
-    "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL") or f"sqlite:///{SQLITE_PATH}",
-        conn_max_age=int(os.environ.get("CONN_MAX_AGE", "60")),
-        conn_health_checks=True,
+    "default": dict(
+        dj_database_url.parse(
+            os.environ.get("DATABASE_URL") or f"sqlite:///{SQLITE_PATH}",
+            conn_max_age=int(os.environ.get("CONN_MAX_AGE", "60")),
+            conn_health_checks=True,
+        )
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -177,6 +179,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # --- Static files, i18n -------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

@@ -1,0 +1,1 @@
+"""Benchmarks. `python bench/ingest.py --help`; see bench/README.md."""

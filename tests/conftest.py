@@ -1,0 +1,84 @@
+"""Shared fixtures.
+
+Tests run on whatever DATABASE_URL and CELERY_BROKER_URL say: PostgreSQL and Redis in CI
+(`.ci/run`), SQLite and the filesystem broker on a fresh machine. Tests marked `postgres`
+need PostgreSQL; they are skipped on SQLite, and with CDP_REQUIRE_SERVICES=1 (CI) any
+skipped test fails the run, so CI can never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from cdp.celery import app as celery_app
+from ingest.models import Source
+
+REQUIRE_SERVICES = os.environ.get("CDP_REQUIRE_SERVICES") == "1"
+ON_POSTGRES = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if REQUIRE_SERVICES and not ON_POSTGRES:
+        raise pytest.UsageError("CDP_REQUIRE_SERVICES=1 needs DATABASE_URL to point at PostgreSQL.")
+    if not ON_POSTGRES:
+        skip = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL)")
+        for item in items:
+            if "postgres" in item.keywords:
+                item.add_marker(skip)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+    if REQUIRE_SERVICES and skipped and exitstatus == 0:
+        reporter.write_line(f"CDP_REQUIRE_SERVICES=1: {skipped} skipped tests count as failures.", red=True)
+        session.exitstatus = 1
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _celery_isolated() -> Iterator[None]:
+    """Tasks run inline unless a test starts a real worker (`celery_worker`); the queue
+    is unique to this session so a stale message on a shared broker is never consumed."""
+    celery_app.conf.task_always_eager = True
+    celery_app.conf.task_default_queue = f"cdp-test-{uuid.uuid4().hex[:12]}"
+    yield
+
+
+@pytest.fixture
+def source(db: None) -> Source:
+    return Source.objects.create(name="Website")
+
+
+def basic_auth(key: str, colon: bool = True) -> str:
+    raw = f"{key}:" if colon else key
+    return "Basic " + base64.b64encode(raw.encode()).decode()
+
+
+@pytest.fixture
+def post(client: Client) -> Callable[..., Any]:
+    """POST a JSON body to a tracking endpoint: `post("/v1/track", body, key=…)`."""
+
+    def _post(
+        path: str,
+        body: Any,
+        *,
+        key: str | None = None,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        data = body if isinstance(body, bytes) else orjson.dumps(body)
+        extra = dict(headers or {})
+        if key is not None:
+            extra["Authorization"] = basic_auth(key)
+        return client.post(path, data=data, content_type=content_type, headers=extra)
+
+    return _post
