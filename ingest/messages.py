@@ -3,7 +3,7 @@
 Nothing here touches the database or the clock; callers pass `received_at`. Every
 failure raises `BodyError` (the whole request is refused with 400) or `MessageError`
 (one message is refused and reported by its index). Limits follow Segment's HTTP API
-(docs/segment-compat.md): 32 KB per message, 500 KB per request, 2,500 per batch.
+(README.md, "Where we differ from Segment"): 32 KB per message, 500 KB per request, 2,500 per batch.
 """
 
 from __future__ import annotations

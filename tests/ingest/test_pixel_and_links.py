@@ -1,4 +1,4 @@
-"""The email pixel and tracked links (segment-spec §2–3)."""
+"""The email pixel and tracked links (segment-spec sections 2-3)."""
 
 from __future__ import annotations
 
