@@ -1,0 +1,49 @@
+#!/bin/sh
+# Entrypoint of the CDP image. The first argument picks the process:
+#
+#   web     (the default) migrate, collect static files, then gunicorn on 0.0.0.0:$PORT (8000)
+#   worker  celery -A cdp worker
+#   beat    celery -A cdp beat (its schedule file is $CDP_VAR_DIR/celerybeat-schedule)
+#   ...     anything else runs as given, e.g. `python manage.py createsuperuser`
+#
+# Extra arguments after web/worker/beat go to gunicorn/celery. Tunables (environment):
+# PORT (8000), WEB_CONCURRENCY (gunicorn workers, 3), CELERY_CONCURRENCY (the worker's
+# processes, default one per CPU), LOG_LEVEL (INFO).
+set -eu
+
+# manage.py sits one level up from this script (/app/manage.py in the image).
+cd "$(dirname "$0")/.."
+
+log_level="${LOG_LEVEL:-INFO}"
+
+case "${1:-web}" in
+web)
+    if [ "$#" -gt 0 ]; then shift; fi
+    python manage.py migrate --noinput
+    # STATIC_ROOT is $CDP_VAR_DIR/static, on the volume: collected at every start so an
+    # upgraded image never serves the previous release's files.
+    python manage.py collectstatic --noinput
+    exec gunicorn cdp.wsgi:application \
+        --bind "0.0.0.0:${PORT:-8000}" \
+        --workers "${WEB_CONCURRENCY:-3}" \
+        --worker-tmp-dir /dev/shm \
+        --access-logfile - \
+        --error-logfile - \
+        --log-level "$(echo "$log_level" | tr '[:upper:]' '[:lower:]')" \
+        "$@"
+    ;;
+worker)
+    shift
+    if [ -n "${CELERY_CONCURRENCY:-}" ]; then
+        set -- --concurrency "$CELERY_CONCURRENCY" "$@"
+    fi
+    exec celery -A cdp worker --loglevel "$log_level" "$@"
+    ;;
+beat)
+    shift
+    exec celery -A cdp beat --loglevel "$log_level" "$@"
+    ;;
+*)
+    exec "$@"
+    ;;
+esac
