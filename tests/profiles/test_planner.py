@@ -10,7 +10,7 @@ import pytest
 from profiles.identity.extract import extract_identifiers
 from profiles.identity.planner import GraphView, Message, ProfileView, plan
 from profiles.identity.rules import CustomKind, Window, build_rules, default_rules
-from tests.profiles.identity_harness import T0, Store, at, msg
+from tests.profiles.identity_harness import T0, Store, msg
 
 RULES = default_rules()
 U, E, A = "user_id", "email", "anonymous_id"
@@ -29,7 +29,8 @@ def test_segments_worked_example_demotes_the_email_and_creates_a_profile():
     assert result.new_profiles == (-1,)
     assert result.assignments == {10: -1}
     assert [(n.key, n.profile) for n in result.new_identities] == [((U, "abc456"), -1)]
-    assert [(d.key, d.rule, d.profile) for d in result.demotions] == [((E, "jane@example.com"), "user_id limit 1 ever", 1)]
+    demotions = [(d.key, d.rule, d.profile) for d in result.demotions]
+    assert demotions == [((E, "jane@example.com"), "user_id limit 1 ever", 1)]
     assert result.merges == () and result.links == ()
 
 

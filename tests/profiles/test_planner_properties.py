@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from datetime import timedelta
 
@@ -47,7 +48,7 @@ def messages(draw: st.DrawFn) -> list[Message]:
 def run_in_batches(batch: list[Message], cuts: list[int], rules) -> Store:
     store = Store()
     bounds = sorted({0, len(batch), *[c % (len(batch) + 1) for c in cuts]})
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         store.run(batch[lo:hi], rules)
     return store
 
