@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The CDP image: one image for the web server, the Celery worker and Celery beat.
 # docker-compose.yml runs it; docker/entrypoint.sh says which process a container is.
 FROM python:3.11-slim
@@ -24,10 +23,11 @@ RUN awk '/^# --- run ---/ { run = 1; next } /^# ---/ { run = 0 } run && NF && !/
     && pip install -r /tmp/requirements-run.txt \
     && rm /tmp/requirements.txt /tmp/requirements-run.txt
 
-# The app runs as an unprivileged user. Its code stays root-owned (read-only to it); all
-# it writes goes to $CDP_VAR_DIR (/data), a volume in docker-compose.yml. A new named
-# volume takes this directory's owner, so the user can write there.
-RUN useradd --system --user-group --uid 10001 --home-dir /app --no-create-home \
+# The app runs as an unprivileged user. Its code stays root-owned (read-only to it); what
+# it keeps goes to $CDP_VAR_DIR (/data), a volume in docker-compose.yml: a new named volume
+# takes this directory's owner, so the user can write there. Its home holds only gunicorn's
+# control socket ($HOME/.gunicorn/gunicorn.ctl).
+RUN useradd --system --user-group --uid 10001 --create-home --home-dir /home/cdp \
         --shell /usr/sbin/nologin cdp \
     && mkdir -p /data \
     && chown cdp:cdp /data

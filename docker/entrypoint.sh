@@ -3,7 +3,8 @@
 #
 #   web     (the default) migrate, collect static files, then gunicorn on 0.0.0.0:$PORT (8000)
 #   worker  celery -A cdp worker
-#   beat    celery -A cdp beat (its schedule file is $CDP_VAR_DIR/celerybeat-schedule)
+#   beat    celery -A cdp beat (its schedule file is $CDP_VAR_DIR/celerybeat-schedule),
+#           answering `celery inspect ping` as celerybeat@<hostname>
 #   ...     anything else runs as given, e.g. `python manage.py createsuperuser`
 #
 # Extra arguments after web/worker/beat go to gunicorn/celery. Tunables (environment):
@@ -41,7 +42,9 @@ worker)
     ;;
 beat)
     shift
-    exec celery -A cdp beat --loglevel "$log_level" "$@"
+    # Remote control makes beat answer `celery inspect ping` as celerybeat@<hostname> while
+    # its scheduler ticks: the compose healthcheck.
+    exec celery -A cdp beat --enable-remote-control --loglevel "$log_level" "$@"
     ;;
 *)
     exec "$@"

@@ -1,24 +1,28 @@
 """The pipeline: what happens to a stored batch, conducted layer by layer (docs/architecture.md).
 
 Each step lives in the layer that owns it and returns what the next step needs; this
-module only calls them in order. Identity resolution, traits, audiences and destinations
-join here as their issues land.
+module only calls them in order. Computed traits, audiences and destinations join here as
+their issues land, fed by `changed_profile_ids`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from profiles.services.events import events_mark_processed
+from profiles.services.resolution import events_resolve
 
 
 @dataclass(frozen=True, slots=True)
 class PipelineResult:
     processed: int
+    changed_profile_ids: frozenset[int] = field(default_factory=frozenset)
 
 
 def events_process(*, event_ids: Sequence[int]) -> PipelineResult:
-    """Run the pipeline over stored events. Idempotent: events already processed are
-    skipped, so a redelivered task changes nothing."""
-    return PipelineResult(processed=events_mark_processed(event_ids=event_ids))
+    """Run the pipeline over stored events: resolve identities (and the traits the events
+    set), then mark them processed. Idempotent: a redelivered task changes nothing."""
+    resolved = events_resolve(event_ids=event_ids)
+    processed = events_mark_processed(event_ids=event_ids)
+    return PipelineResult(processed=processed, changed_profile_ids=frozenset(resolved.changed_profile_ids))

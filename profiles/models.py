@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import secrets
 
+from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -20,16 +23,180 @@ def new_profile_key() -> str:
 
 
 class Profile(models.Model):
-    """One person. Identity resolution (a later issue) fills it; a merged-away profile
-    stays as a tombstone pointing at the winner."""
+    """One person. A merged-away profile stays as a tombstone: `merged_into` points at the
+    live winner, so its old id still resolves."""
 
     key = models.CharField(max_length=32, unique=True, default=new_profile_key, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    first_seen_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    traits = models.JSONField(default=dict, blank=True)
+    trait_meta = models.JSONField(
+        default=dict, blank=True, help_text="Per trait: the event time, source and message that last set it."
+    )
+    merge_count = models.PositiveIntegerField(default=0)
     merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from")
+
+    class Meta:
+        indexes = [models.Index(fields=["-last_seen_at"], name="profile_last_seen")]
 
     def __str__(self) -> str:
         return self.key
+
+
+class Identity(models.Model):
+    """An identifier `(kind, value)` and the profile that owns it, with where it came from."""
+
+    kind = models.CharField(max_length=64)
+    value = models.TextField()
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="identities")
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    first_event_id = models.BigIntegerField(null=True, blank=True)
+    first_message_id = models.CharField(max_length=100, blank=True, default="")
+    source_id = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "identities"
+        constraints = [models.UniqueConstraint(fields=["kind", "value"], name="identity_kind_value_uniq")]
+        indexes = [models.Index(fields=["profile", "kind"], name="identity_profile")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.value}"
+
+
+class IdentityLink(models.Model):
+    """Two identifiers seen together in one message: the edges networkx splits and rebuilds."""
+
+    a = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="+")
+    b = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="+")
+    first_event_id = models.BigIntegerField(null=True, blank=True)
+    first_message_id = models.CharField(max_length=100, blank=True, default="")
+    first_seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["a", "b"], name="identitylink_pair_uniq")]
+        indexes = [models.Index(fields=["b"], name="identitylink_b")]
+
+    def __str__(self) -> str:
+        return f"{self.a_id}-{self.b_id}"
+
+
+class Merge(models.Model):
+    """One profile merged into another: by a message (automatic) or by a staff user."""
+
+    winner = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="merges_won")
+    loser = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="merges_lost")
+    event_id = models.BigIntegerField(null=True, blank=True)
+    message_id = models.CharField(max_length=100, blank=True, default="")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    reason = models.TextField(blank=True, default="")
+    identifiers = models.JSONField(default=list, help_text="The identifiers that joined them, kind:value.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["winner", "-created_at"], name="merge_winner")]
+
+    def __str__(self) -> str:
+        return f"{self.loser_id} -> {self.winner_id}"
+
+
+class Demotion(models.Model):
+    """An identifier dropped from a message because keeping it would have broken a rule."""
+
+    event_id = models.BigIntegerField()
+    message_id = models.CharField(max_length=100, blank=True, default="")
+    kind = models.CharField(max_length=64)
+    value = models.TextField()
+    rule = models.CharField(max_length=100)
+    profile = models.ForeignKey(Profile, null=True, blank=True, on_delete=models.SET_NULL, related_name="demotions")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["event_id", "kind", "value"], name="demotion_event_identifier_uniq")
+        ]
+        indexes = [models.Index(fields=["profile", "-created_at"], name="demotion_profile")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.value} ({self.rule})"
+
+
+class IdentityAudit(models.Model):
+    """What a person did to the graph (split, remove an identifier, merge by hand, rebuild),
+    with who and why, written in the same transaction as the change."""
+
+    class Action(models.TextChoices):
+        SPLIT = "split"
+        REMOVE_IDENTIFIER = "remove_identifier"
+        MANUAL_MERGE = "manual_merge"
+        REBUILD = "rebuild"
+
+    action = models.CharField(max_length=20, choices=Action.choices)
+    profile = models.ForeignKey(Profile, null=True, blank=True, on_delete=models.SET_NULL, related_name="audits")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    reason = models.TextField()
+    details = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["profile", "-created_at"], name="audit_profile")]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.profile_id}"
+
+
+class IdentityKind(models.Model):
+    """Per identifier kind: priority, limit and blocked values (Segment's identity settings)."""
+
+    class Window(models.TextChoices):
+        EVER = "ever"
+        WEEKLY = "weekly"
+        MONTHLY = "monthly"
+        ANNUALLY = "annually"
+
+    class ReadFrom(models.TextChoices):
+        BUILTIN = "", "built in (the Segment spec)"
+        TRAITS = "traits", "traits (and context.traits)"
+        PROPERTIES = "properties"
+        CONTEXT = "context"
+
+    kind = models.CharField(max_length=64, unique=True, help_text="Lowercase, e.g. user_id, email, shopify_id.")
+    priority = models.PositiveIntegerField(
+        null=True, blank=True, help_text="1 is the most trusted. Empty: after the ranked kinds, alphabetically."
+    )
+    limit = models.PositiveIntegerField(default=5, validators=[MinValueValidator(1)])
+    window = models.CharField(max_length=10, choices=Window.choices, default=Window.ANNUALLY)
+    blocked_values = models.TextField(
+        blank=True, help_text="One per line. Exact values (any case), or /regex/ between slashes."
+    )
+    read_from = models.CharField(max_length=12, choices=ReadFrom.choices, blank=True, default="")
+    key = models.CharField(max_length=100, blank=True, help_text="For custom kinds: the key to read.")
+
+    class Meta:
+        ordering = [models.F("priority").asc(nulls_last=True), "kind"]
+
+    def __str__(self) -> str:
+        return self.kind
+
+
+class IdentityConfig(models.Model):
+    """Workspace-wide identity settings: one row."""
+
+    max_merges = models.PositiveIntegerField(default=100, help_text="Merges per profile, at most.")
+    max_identities = models.PositiveIntegerField(default=1000, help_text="Identifiers per profile, at most.")
+    alias_merges = models.BooleanField(
+        default=True,
+        help_text="alias links previousId with userId (under the same protection). Off: alias never merges, "
+        "as in Segment Unify.",
+    )
+
+    class Meta:
+        verbose_name = verbose_name_plural = "identity settings"
+
+    def __str__(self) -> str:
+        return "Identity settings"
 
 
 class Event(models.Model):

@@ -7,6 +7,9 @@ from typing import Any
 from profiles.identity.rules import IdentityRules, IdKey
 
 _DEVICE_TYPES = ("android", "ios")
+# Longer values are not identifiers: no real id is this long, and a unique index on
+# (kind, value) must stay well inside PostgreSQL's index-row limit.
+MAX_IDENTIFIER_CHARS = 500
 
 
 def _text(value: Any) -> str | None:
@@ -83,5 +86,9 @@ def extract_identifiers(
             for key in dict.fromkeys((custom.key, _camel(custom.key))):
                 add(custom.kind, holder.get(key))
 
-    unique = [key for key in dict.fromkeys(found) if not rules.rule(key[0]).blocks(key[1])]
+    unique = [
+        key
+        for key in dict.fromkeys(found)
+        if len(key[1]) <= MAX_IDENTIFIER_CHARS and len(key[0]) <= 64 and not rules.rule(key[0]).blocks(key[1])
+    ]
     return sorted(unique, key=rules.rank_key)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import combinations
 
 from profiles.identity.rules import IdentityRules, IdKey
@@ -146,8 +146,18 @@ class _Graph:
         self.merges[winner] += self.merges.pop(loser) + 1
 
 
-def _count(times: list[datetime], cutoff: datetime | None) -> int:
-    return len(times) if cutoff is None else sum(1 for t in times if t > cutoff)
+def _densest(times: list[datetime], span: timedelta | None) -> int:
+    """How many of `times` fall within the busiest window of length `span` (all of them
+    when the limit is for ever). Windows are half-open: (t - span, t]."""
+    if span is None or len(times) < 2:
+        return len(times)
+    ordered = sorted(times)
+    best = start = 0
+    for end, t in enumerate(ordered):
+        while ordered[start] <= t - span:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
 
 
 class _Planner:
@@ -187,12 +197,14 @@ class _Planner:
         if len(owners) > 1:
             kinds.update(kind for o in owners for kind in g.times[o])
         for kind in sorted(kinds):
+            # A limit holds in every window, not only the one ending now: identifiers keep
+            # their first-seen time through a merge, so a merge can crowd an old week too.
             rule = rules.rule(kind)
             span = rule.window.span
-            cutoff = at - span if span is not None else None
-            counts = [_count(g.times[o].get(kind, []), cutoff) for o in owners]
-            after = sum(counts) + sum(1 for key in new if key[0] == kind)
-            if after > rule.limit and after > max(counts, default=0):
+            held = [g.times[o].get(kind, []) for o in owners]
+            union = [t for times in held for t in times] + [at for key in new if key[0] == kind]
+            after = _densest(union, span)
+            if after > rule.limit and after > max((_densest(t, span) for t in held), default=0):
                 return rule.describe()
         totals = [len(g.keys[o]) for o in owners]
         after = sum(totals) + len(new)

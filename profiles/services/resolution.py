@@ -1,0 +1,424 @@
+"""Identity resolution, applied to stored events.
+
+`events_resolve` loads a chunk of unresolved events, extracts their identifiers, and in one
+transaction per chunk: locks the identifiers (PostgreSQL advisory locks, in hash order) and
+the profiles that own them (row locks, in id order), loads the graph view, runs the pure
+planner, and writes the plan in bulk: new profiles, merges (identities, events and
+tombstones re-pointed, traits merged), new identities, links, demotions, assignments, and
+the traits the events set. Lock order is always identifiers then profiles, each sorted, so
+concurrent workers neither deadlock nor create two profiles for one person.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from profiles.identity.extract import extract_identifiers
+from profiles.identity.planner import GraphView, Message, Plan, ProfileView, plan
+from profiles.identity.rules import IdentityRules, IdKey
+from profiles.models import Demotion, Event, Identity, IdentityLink, Merge, Profile, new_profile_key
+from profiles.services.identity_settings import identity_kinds_register, identity_rules
+from profiles.traits import TraitUpdate, event_trait_updates, traits_apply_updates, traits_merge
+
+# Events per transaction. Each holds an advisory lock per distinct identifier (PostgreSQL's
+# lock table has room for 64 x max_connections), and a chunk this size resolves in about
+# 20 ms; bigger chunks hold locks longer without saving much.
+RESOLVE_CHUNK = 250
+# How often to re-read the graph when a concurrent merge moved it under us.
+LOCK_ATTEMPTS = 8
+# last_seen_at is moved forward only by at least this much, to spare a write per
+# identifier per event for an active user.
+LAST_SEEN_RESOLUTION = timedelta(minutes=1)
+
+
+class ResolutionContention(DatabaseError):
+    """The graph kept changing under concurrent merges; the task retries."""
+
+
+@dataclass
+class ResolveResult:
+    changed_profile_ids: set[int] = field(default_factory=set)
+    resolved: int = 0
+    unresolved: int = 0
+
+
+@dataclass
+class _ProfileState:
+    profile: Profile
+    dirty: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _EventFacts:
+    message: Message
+    type: str
+    traits: Any
+    context: Any
+
+
+def events_resolve(*, event_ids: Sequence[int]) -> ResolveResult:
+    """Resolve the given events that have no profile yet. Idempotent: resolved events are
+    skipped, so running it twice changes nothing. Returns the profiles it changed."""
+    rules = identity_rules()
+    facts = _load_facts(event_ids, rules)
+    identity_kinds_register(kinds={k for f in facts for k, _ in f.message.identifiers}, rules=rules)
+    result = ResolveResult()
+    for start in range(0, len(facts), RESOLVE_CHUNK):
+        _resolve_chunk(facts[start : start + RESOLVE_CHUNK], rules, result)
+    return result
+
+
+def _load_facts(event_ids: Sequence[int], rules: IdentityRules) -> list[_EventFacts]:
+    rows = (
+        Event.objects.filter(id__in=list(event_ids), profile__isnull=True)
+        .order_by("timestamp", "id")
+        .values_list(
+            "id",
+            "timestamp",
+            "source_id",
+            "message_id",
+            "type",
+            "user_id",
+            "anonymous_id",
+            "previous_id",
+            "traits",
+            "context",
+            "properties",
+            "integrations",
+        )
+    )
+    facts = []
+    for (
+        eid,
+        ts,
+        source_id,
+        message_id,
+        type_,
+        user_id,
+        anonymous_id,
+        previous_id,
+        traits,
+        context,
+        props,
+        integ,
+    ) in rows:
+        identifiers = extract_identifiers(
+            user_id=user_id,
+            anonymous_id=anonymous_id,
+            traits=traits if type_ == "identify" else None,
+            context=context,
+            properties=props,
+            integrations=integ,
+            rules=rules,
+        )
+        message = Message(eid, ts, source_id, message_id, tuple(identifiers), previous_id if type_ == "alias" else None)
+        facts.append(_EventFacts(message, type_, traits, context))
+    return facts
+
+
+def _keys(facts: Iterable[_EventFacts]) -> set[IdKey]:
+    keys: set[IdKey] = set()
+    for f in facts:
+        keys.update(f.message.identifiers)
+        if f.message.previous_id:
+            keys.update({("user_id", f.message.previous_id), ("anonymous_id", f.message.previous_id)})
+    return keys
+
+
+def _lock_hash(key: IdKey) -> int:
+    digest = hashlib.blake2b(f"{key[0]}\x00{key[1]}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _lock_identifiers(keys: set[IdKey]) -> None:
+    """Advisory locks on identifiers, even ones not stored yet, in one fixed order. SQLite
+    needs none: its IMMEDIATE transactions already run one writer at a time."""
+    if connection.vendor != "postgresql" or not keys:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k",
+            [sorted({_lock_hash(k) for k in keys})],
+        )
+
+
+def _values_sql(count: int) -> str:
+    return ", ".join(["(%s, %s)"] * count)
+
+
+def _owners(keys: set[IdKey]) -> dict[IdKey, int]:
+    if not keys:
+        return {}
+    ordered = sorted(keys)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT kind, value, profile_id FROM {Identity._meta.db_table} "
+            f"WHERE (kind, value) IN (VALUES {_values_sql(len(ordered))})",
+            [part for key in ordered for part in key],
+        )
+        return {(kind, value): profile_id for kind, value, profile_id in cursor.fetchall()}
+
+
+def _lock_view(keys: set[IdKey]) -> tuple[GraphView, dict[int, _ProfileState], dict[IdKey, tuple[int, datetime]]]:
+    """Lock the live profiles owning `keys` and load their whole identity sets. Re-reads
+    when a concurrent merge or split moved an identifier while we waited for a lock."""
+    for _ in range(LOCK_ATTEMPTS):
+        savepoint = transaction.savepoint()
+        owners = _owners(keys)
+        ids = sorted(set(owners.values()))
+        profiles = list(Profile.objects.select_for_update().filter(id__in=ids).order_by("id"))
+        if all(p.merged_into_id is None for p in profiles) and _owners(keys) == owners:
+            transaction.savepoint_commit(savepoint)
+            break
+        transaction.savepoint_rollback(savepoint)
+    else:
+        raise ResolutionContention("the identity graph kept changing under concurrent merges")
+    held: dict[int, list[tuple[IdKey, datetime]]] = defaultdict(list)
+    known: dict[IdKey, tuple[int, datetime]] = {}
+    rows = Identity.objects.filter(profile_id__in=ids).values_list(
+        "id", "kind", "value", "first_seen_at", "last_seen_at", "profile_id"
+    )
+    for identity_id, kind, value, first_seen, last_seen, profile_id in rows:
+        held[profile_id].append(((kind, value), first_seen))
+        known[(kind, value)] = (identity_id, last_seen)
+    view = GraphView({p.id: ProfileView(p.id, p.merge_count, tuple(held[p.id])) for p in profiles})
+    return view, {p.id: _ProfileState(p) for p in profiles}, known
+
+
+def _resolve_chunk(facts: list[_EventFacts], rules: IdentityRules, result: ResolveResult) -> None:
+    with transaction.atomic():
+        keys = _keys(facts)
+        _lock_identifiers(keys)
+        # Another worker (a sweep racing the original task) may have resolved some already.
+        pending = set(
+            Event.objects.filter(id__in=[f.message.event_id for f in facts], profile__isnull=True).values_list(
+                "id", flat=True
+            )
+        )
+        facts = [f for f in facts if f.message.event_id in pending]
+        if not facts:
+            return
+        view, states, known = _lock_view(keys)
+        outcome = plan([f.message for f in facts], view, rules)
+        _apply(outcome, facts, states, known, result)
+
+
+def _apply(
+    outcome: Plan,
+    facts: list[_EventFacts],
+    states: dict[int, _ProfileState],
+    known: dict[IdKey, tuple[int, datetime]],
+    result: ResolveResult,
+) -> None:
+    now = timezone.now()
+    by_event = {f.message.event_id: f for f in facts}
+    real = _create_profiles(outcome, by_event, states, now)
+
+    def r(ref: int) -> int:
+        return real.get(ref, ref)
+
+    _merge_profiles(outcome, states, by_event, now)
+    _insert_identities(outcome, r, known)
+    _touch_identities(outcome, known)
+    _insert_links(outcome)
+    Demotion.objects.bulk_create(
+        [
+            Demotion(
+                event_id=d.event_id,
+                message_id=by_event[d.event_id].message.message_id,
+                kind=d.key[0],
+                value=d.key[1],
+                rule=d.rule,
+                profile_id=r(d.profile) if d.profile is not None else None,
+                created_at=now,
+            )
+            for d in outcome.demotions
+        ],
+        ignore_conflicts=True,
+    )
+    assignments = {event: r(ref) for event, ref in outcome.assignments.items()}
+    _assign_events(assignments)
+    _apply_traits_and_seen(assignments, by_event, states, now)
+    result.changed_profile_ids.update(assignments.values())
+    result.resolved += len(assignments)
+    result.unresolved += len(outcome.unresolved)
+
+
+def _create_profiles(
+    outcome: Plan, by_event: dict[int, _EventFacts], states: dict[int, _ProfileState], now: datetime
+) -> dict[int, int]:
+    if not outcome.new_profiles:
+        return {}
+    created = Profile.objects.bulk_create(
+        [Profile(key=new_profile_key(), created_at=now, updated_at=now) for _ in outcome.new_profiles]
+    )
+    real = {ref: p.id for ref, p in zip(outcome.new_profiles, created, strict=True)}
+    for p in created:
+        states[p.id] = _ProfileState(p, dirty=True)
+    return real
+
+
+def _merge_profiles(
+    outcome: Plan, states: dict[int, _ProfileState], by_event: dict[int, _EventFacts], now: datetime
+) -> None:
+    """Merged-away profiles: identities, events and older tombstones move to the final
+    winner, traits merge (newest wins), and each step is recorded as a `Merge`."""
+    if not outcome.merges:
+        return
+    for step in outcome.merges:
+        kept, gone = states[step.winner].profile, states[step.loser].profile
+        kept.traits, kept.trait_meta = traits_merge((kept.traits, kept.trait_meta), (gone.traits, gone.trait_meta))
+        for attr, pick in (("first_seen_at", min), ("last_seen_at", max)):
+            values = [v for v in (getattr(kept, attr), getattr(gone, attr)) if v is not None]
+            setattr(kept, attr, pick(values) if values else None)
+        states[step.winner].dirty = True
+    for loser, winner in outcome.final_winner.items():
+        Identity.objects.filter(profile_id=loser).update(profile_id=winner)
+        Event.objects.filter(profile_id=loser).update(profile_id=winner)
+        Profile.objects.filter(Q(id=loser) | Q(merged_into_id=loser)).update(merged_into_id=winner, updated_at=now)
+        states.pop(loser, None)
+    for profile_id, count in outcome.merge_counts.items():
+        if profile_id in states:
+            states[profile_id].profile.merge_count = count
+    Merge.objects.bulk_create(
+        [
+            Merge(
+                winner_id=s.winner,
+                loser_id=s.loser,
+                event_id=s.event_id,
+                message_id=by_event[s.event_id].message.message_id,
+                identifiers=[f"{k}:{v}" for k, v in s.identifiers],
+                created_at=now,
+            )
+            for s in outcome.merges
+        ]
+    )
+
+
+def _insert_identities(outcome: Plan, r: Any, known: dict[IdKey, tuple[int, datetime]]) -> None:
+    if not outcome.new_identities:
+        return
+    rows = [
+        Identity(
+            kind=n.key[0],
+            value=n.key[1],
+            profile_id=r(n.profile),
+            first_seen_at=n.first_seen,
+            last_seen_at=outcome.seen[n.key][1],
+            first_event_id=n.event_id,
+            first_message_id=n.message_id,
+            source_id=n.source_id,
+        )
+        for n in outcome.new_identities
+    ]
+    for row in Identity.objects.bulk_create(rows):
+        known[(row.kind, row.value)] = (row.id, row.last_seen_at)
+
+
+def _touch_identities(outcome: Plan, known: dict[IdKey, tuple[int, datetime]]) -> None:
+    """Move last_seen_at forward; never back (a late event leaves it alone)."""
+    stale = [
+        (last, known[key][0])
+        for key, (_, last) in outcome.seen.items()
+        if key in known and last - known[key][1] >= LAST_SEEN_RESOLUTION
+    ]
+    if stale:
+        greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE {Identity._meta.db_table} SET last_seen_at = {greatest}(last_seen_at, %s) WHERE id = %s", stale
+            )
+
+
+def _insert_links(outcome: Plan) -> None:
+    if not outcome.links:
+        return
+    first: dict[tuple[IdKey, IdKey], Any] = {}
+    for link in outcome.links:
+        first.setdefault((link.a, link.b), link)
+    keys = {k for pair in first for k in pair}
+    ids = _identity_ids(keys)
+    IdentityLink.objects.bulk_create(
+        [
+            IdentityLink(a_id=ids[a], b_id=ids[b], first_event_id=link.event_id, first_seen_at=link.timestamp)
+            for (a, b), link in first.items()
+            if a in ids and b in ids
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def _identity_ids(keys: set[IdKey]) -> dict[IdKey, int]:
+    ordered = sorted(keys)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT kind, value, id FROM {Identity._meta.db_table} "
+            f"WHERE (kind, value) IN (VALUES {_values_sql(len(ordered))})",
+            [part for key in ordered for part in key],
+        )
+        return {(kind, value): identity_id for kind, value, identity_id in cursor.fetchall()}
+
+
+def _assign_events(assignments: dict[int, int]) -> None:
+    if not assignments:
+        return
+    table = Event._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"UPDATE {table} SET profile_id = v.p FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, p) "
+                f"WHERE {table}.id = v.id",
+                [list(assignments), list(assignments.values())],
+            )
+        else:
+            cursor.executemany(
+                f"UPDATE {table} SET profile_id = %s WHERE id = %s", [(p, e) for e, p in assignments.items()]
+            )
+
+
+def _apply_traits_and_seen(
+    assignments: dict[int, int], by_event: dict[int, _EventFacts], states: dict[int, _ProfileState], now: datetime
+) -> None:
+    """The traits the events set (identify traits, context.traits), and first/last seen,
+    on the profiles they now belong to; then one bulk update of the profiles touched."""
+    updates: dict[int, list[TraitUpdate]] = defaultdict(list)
+    seen: dict[int, tuple[datetime, datetime]] = {}
+    for event_id, profile_id in assignments.items():
+        f = by_event[event_id]
+        at = f.message.timestamp
+        updates[profile_id] += event_trait_updates(
+            type_=f.type,
+            traits=f.traits,
+            context=f.context,
+            at=at,
+            source_id=f.message.source_id,
+            message_id=f.message.message_id,
+        )
+        lo, hi = seen.get(profile_id, (at, at))
+        seen[profile_id] = (min(lo, at), max(hi, at))
+    for profile_id, (lo, hi) in seen.items():
+        state = states[profile_id]
+        p = state.profile
+        if p.first_seen_at is None or lo < p.first_seen_at:
+            p.first_seen_at, state.dirty = lo, True
+        if p.last_seen_at is None or hi > p.last_seen_at:
+            p.last_seen_at, state.dirty = hi, True
+        if updates.get(profile_id):
+            p.traits, p.trait_meta, _ = traits_apply_updates(p.traits, p.trait_meta, updates[profile_id])
+            state.dirty = True
+    dirty = [s.profile for s in states.values() if s.dirty]
+    for p in dirty:
+        p.updated_at = now
+    if dirty:
+        Profile.objects.bulk_update(
+            dirty, ["first_seen_at", "last_seen_at", "traits", "trait_meta", "merge_count", "updated_at"]
+        )
