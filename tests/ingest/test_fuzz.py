@@ -289,7 +289,7 @@ def test_valid_single_calls_are_stored_as_sent(client: Client, source: Source, p
 
 
 @FUZZ
-@given(path=st.sampled_from(list(SINGLE)), message=mutated_messages(MUTABLE + ["messageId"]))
+@given(path=st.sampled_from(list(SINGLE)), message=mutated_messages([*MUTABLE, "messageId"]))
 def test_mutated_single_calls(client: Client, source: Source, path: str, message: dict) -> None:
     answer = send(client, path, encode(message), key=source.write_key)
     check_single(answer, path, message)
@@ -298,16 +298,22 @@ def test_mutated_single_calls(client: Client, source: Source, path: str, message
 # Message ids from a small pool, so that batches repeat them.
 pooled_ids = st.none() | st.sampled_from(["m-1", "m-2", "m-3"]) | st.uuids().map(str)
 batch_items = valid_messages(message_ids=pooled_ids) | mutated_messages(message_ids=pooled_ids) | json_values()
+# `context`, `integrations` and `sentAt` given once for the whole batch.
+batch_defaults = st.fixed_dictionaries(
+    {},
+    optional={
+        "context": clean_objects | odd_values,
+        "integrations": clean_objects | odd_values,
+        "sentAt": st.just(datetime.now(UTC).isoformat()) | odd_values,
+    },
+)
 
 
 @FUZZ
 @given(
     path=st.sampled_from(BATCH),
     items=st.lists(batch_items, max_size=8),
-    defaults=st.fixed_dictionaries(
-        {}, optional={"context": clean_objects | odd_values, "integrations": clean_objects | odd_values,
-                      "sentAt": st.just(datetime.now(UTC).isoformat()) | odd_values}
-    ),  # fmt: skip
+    defaults=batch_defaults,
 )
 @example(path="batch", items=[{"type": [], "userId": "u1"}], defaults={})
 @example(path="batch", items=[{"type": {"track": True}, "userId": "u1", "event": "e"}], defaults={})
@@ -592,4 +598,3 @@ def test_authorization_headers(client: Client, source: Source, header: str) -> N
     answer = send(client, "track", encode(message), headers={"Authorization": header})
     # Only the source's own key opens the door, and none of these is it.
     assert answer.status == 401, answer.body
-
