@@ -439,33 +439,53 @@ def _pgid_pids(pgid: int) -> list[int]:
     return pids
 
 
-def _postgres_pids() -> list[int]:
-    pids = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if Path(f"/proc/{entry.name}/comm").read_text().strip() in ("postgres", "postmaster"):
-                    pids.append(int(entry.name))
-    return pids
+def _postgres_pids(db: psycopg.Connection[Any]) -> list[int]:
+    """This database's backends and the server's own processes (WAL writer, checkpointer,
+    ...), not the backends of other databases: another run may share the server."""
+    rows = db.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() OR backend_type <> 'client backend'"
+    ).fetchall()
+    db.commit()
+    return [int(pid) for (pid,) in rows]
 
 
-def cpu_snapshot(groups: dict[str, Service | None]) -> dict[str, dict[int, float]]:
-    """Per group, CPU seconds of each process: the services' process groups, every
-    postgres process on this machine (local server assumed), and this load generator."""
-    snap: dict[str, dict[int, float]] = {}
-    for name, service in groups.items():
-        if service is not None:
-            snap[name] = {pid: _proc_cpu(pid) for pid in _pgid_pids(service.pid)}
-    snap["postgres"] = {pid: _proc_cpu(pid) for pid in _postgres_pids()}
-    snap["load generator"] = {0: time.process_time()}
-    return snap
+def _machine_cpu() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine since boot, from /proc/stat."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq) / _TICK, steal / _TICK
 
 
-def cpu_delta(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict[str, float]:
-    return {
-        name: sum(seconds - before.get(name, {}).get(pid, 0.0) for pid, seconds in pids.items())
-        for name, pids in after.items()
-    }
+class CpuMeter:
+    """CPU seconds used during a phase by each part of the run, and by the rest of the
+    machine (`other`: anything this run did not start, e.g. a test suite running beside it,
+    which makes the figures noisy)."""
+
+    def __init__(self, db: psycopg.Connection[Any], services: dict[str, Service | None]) -> None:
+        self.db = db
+        self.services = {name: s for name, s in services.items() if s is not None}
+        self.before = self._snapshot()
+        self.machine_before = _machine_cpu()
+
+    def _snapshot(self) -> dict[str, dict[int, float]]:
+        snap = {name: {pid: _proc_cpu(pid) for pid in _pgid_pids(s.pid)} for name, s in self.services.items()}
+        snap["postgres"] = {pid: _proc_cpu(pid) for pid in _postgres_pids(self.db)}
+        snap["load generator"] = {0: time.process_time()}
+        return snap
+
+    def stop(self) -> dict[str, float]:
+        after = self._snapshot()
+        busy, steal = _machine_cpu()
+        used = {
+            name: sum(seconds - self.before.get(name, {}).get(pid, 0.0) for pid, seconds in pids.items())
+            for name, pids in after.items()
+        }
+        used["other"] = max(0.0, busy - self.machine_before[0] - sum(used.values()))
+        used["steal"] = steal - self.machine_before[1]
+        return used
 
 
 # --- HTTP load ------------------------------------------------------------------------------------
@@ -762,12 +782,12 @@ def run(args: argparse.Namespace) -> int:
         empty_table(db)
 
         say(f"posting {args.events:,} events in {len(work.bodies):,} requests from {args.concurrency} threads")
-        cpu_before = cpu_snapshot({"gunicorn": gunicorn, "celery": worker})
+        meter = CpuMeter(db, {"gunicorn": gunicorn, "celery": worker})
         load = post_all(
             port=port, auth=auth, bodies=work.bodies, counts=work.counts, concurrency=args.concurrency,
             max_seconds=args.max_seconds, stop=stop,
         )  # fmt: skip
-        cpu = cpu_delta(cpu_before, cpu_snapshot({"gunicorn": gunicorn, "celery": worker}))
+        cpu = meter.stop()
         stored = count_rows(db)
         http_eps = stored / load.seconds if load.seconds > 0 else 0.0
         latencies = sorted(load.latencies)
@@ -786,21 +806,22 @@ def run(args: argparse.Namespace) -> int:
         if not args.skip_copy:
             empty_table(db)
             say(f"reference: COPY of the same {len(work.rows):,} rows")
-            before = cpu_snapshot({})
+            meter = CpuMeter(db, {})
             copy_seconds, copied = copy_reference(db, work.rows)
-            copy_cpu = cpu_delta(before, cpu_snapshot({}))
+            copy_cpu = meter.stop()
             if count_rows(db) != copied:
                 raise SetupError("COPY stored a different number of rows than it wrote")
             copy_eps = copied / copy_seconds
             empty_table(db)
         db.close()
 
+        worker_desc = f"worker --pool {args.worker_pool} --concurrency {args.worker_concurrency}" if worker else None
         ok = not load.failures and stored == load.events_acked == args.events
         report = {
             "events": args.events, "batch_size": args.batch_size, "message_bytes": round(work.message_bytes),
             "mix": work.mix, "distinct_users": work.distinct_users, "concurrency": args.concurrency,
-            "server": server_desc, "celery_worker": f"{args.worker_pool} x {args.worker_concurrency}"
-            if worker else None, "requests": load.requests, "connections_opened": load.connections,
+            "server": server_desc, "celery_worker": worker_desc, "requests": load.requests,
+            "connections_opened": load.connections,
             "seconds": round(load.seconds, 3), "events_acked": load.events_acked, "events_stored": stored,
             "http_events_per_s": round(http_eps), "latency_p50_ms": round(p50, 2), "latency_p99_ms": round(p99, 2),
             "copy_seconds": round(copy_seconds, 3), "copy_events_per_s": round(copy_eps),
@@ -852,9 +873,9 @@ def print_report(r: dict[str, Any], args: argparse.Namespace) -> None:
     out.write(f"workload   {r['events']:,} events in batches of {r['batch_size']}, ~{r['message_bytes']:,} B each; "
               + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in mix.items())
               + f"; {r['distinct_users']:,} distinct users (Zipf s={args.zipf:g} over {args.users:,})\n")  # fmt: skip
-    out.write(f"server     {r['server']}, {r['concurrency']} client threads (keep-alive), "
-              f"{r['requests']:,} requests over {r['connections_opened']:,} connections; Celery worker: "
-              f"{r['celery_worker'] or 'none (tasks queued in the broker)'}\n")  # fmt: skip
+    out.write(f"server     {r['server']}; {r['concurrency']} client threads (http.client, keep-alive when the "
+              f"server allows): {r['requests']:,} requests over {r['connections_opened']:,} connections\n")  # fmt: skip
+    out.write(f"celery     {r['celery_worker'] or 'no worker (the tasks wait in the bench broker, then are purged)'}\n")
     out.write(f"machine    {os.cpu_count()} CPUs, Python {platform.python_version()}\n\n")
     ratio = f"{r['ratio']:.3f}" if r["ratio"] is not None else "n/a"
     rows = [
@@ -870,14 +891,23 @@ def print_report(r: dict[str, Any], args: argparse.Namespace) -> None:
         out.write("  ".join(str(c).ljust(widths[0]) if i == 0 else str(c).rjust(widths[i]) for i, c in enumerate(row)))
         out.write("\n")
     out.write("\n")
-    cpu = r["cpu_seconds_http"]
-    per_k = ", ".join(f"{k} {v * 1e6 / max(r['events_stored'], 1):.1f}" for k, v in cpu.items())
-    out.write(f"CPU ms per 1,000 events stored through HTTP: {per_k}\n")
-    if r["cpu_seconds_copy"]:
-        per_k = ", ".join(
-            f"{k} {v * 1e6 / max(r['events'], 1):.1f}" for k, v in r["cpu_seconds_copy"].items() if v > 0.005
-        )
-        out.write(f"CPU ms per 1,000 events through COPY:        {per_k}\n")
+    cpus = os.cpu_count() or 1
+    for label, cpu, events, seconds in (
+        ("HTTP", r["cpu_seconds_http"], r["events_stored"], r["seconds"]),
+        ("COPY", r["cpu_seconds_copy"], r["events"], r["copy_seconds"]),
+    ):
+        if not cpu or not events:
+            continue
+        ours = {k: v for k, v in cpu.items() if k not in ("other", "steal")}
+        per_k = ", ".join(f"{k} {v * 1e6 / events:.1f}" for k, v in ours.items() if v > 0.005)
+        total = sum(ours.values())
+        cap = f"; at that cost {cpus} CPUs cap it at ~{_fmt(cpus * events / total)} events/s" if label == "HTTP" else ""
+        out.write(f"CPU ms per 1,000 events, {label}: {per_k}; total {total * 1e6 / events:.1f}{cap}\n")
+        noise = cpu.get("other", 0.0) + cpu.get("steal", 0.0)
+        if seconds and noise > 0.1 * cpus * seconds:
+            share = 100 * noise / (cpus * seconds)
+            out.write(f"  WARNING: other work used {noise:.1f} of the {cpus * seconds:.1f} CPU-seconds of the "
+                      f"{label} phase ({share:.0f}%): its figure is low and noisy\n")  # fmt: skip
     if r["drain"] is not None:
         d = r["drain"]
         if d["seconds_after_load"] is None:

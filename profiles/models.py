@@ -56,6 +56,9 @@ class Identity(models.Model):
     first_event_id = models.BigIntegerField(null=True, blank=True)
     first_message_id = models.CharField(max_length=100, blank=True, default="")
     source_id = models.PositiveIntegerField(null=True, blank=True)
+    separations = models.JSONField(
+        default=dict, blank=True, help_text="Split id -> side: identifiers on different sides never merge again."
+    )
 
     class Meta:
         verbose_name_plural = "identities"

@@ -46,15 +46,21 @@ class ProfileView:
     identities: tuple[tuple[IdKey, datetime], ...]  # every identifier it owns, with first_seen
 
 
+Labels = Mapping[int, int]  # split id -> the side of that split an identifier was put on
+
+
 @dataclass(frozen=True)
 class GraphView:
-    """The live profiles owning any identifier of the batch, each with all its identifiers."""
+    """The live profiles owning any identifier of the batch, each with all its identifiers,
+    and the split labels of identifiers: a staff split puts identifiers on sides, and no
+    merge may bring two sides of one split together again."""
 
     profiles: Mapping[int, ProfileView] = field(default_factory=dict)
+    labels: Mapping[IdKey, Labels] = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> GraphView:
-        return cls({})
+        return cls({}, {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +128,10 @@ class _Graph:
         self.keys: dict[int, set[IdKey]] = {}
         self.times: dict[int, dict[str, list[datetime]]] = {}
         self.merges: dict[int, int] = {}
+        self.sides: dict[int, dict[int, int]] = {}
+        self.labels = view.labels
         for profile in view.profiles.values():
-            self.keys[profile.id] = set()
-            self.times[profile.id] = {}
+            self.create(profile.id)
             self.merges[profile.id] = profile.merge_count
             for key, first_seen in profile.identities:
                 self.add(profile.id, key, first_seen)
@@ -133,9 +140,11 @@ class _Graph:
         self.owner[key] = ref
         self.keys[ref].add(key)
         self.times[ref].setdefault(key[0], []).append(first_seen)
+        if key in self.labels:
+            self.sides[ref].update(self.labels[key])
 
     def create(self, ref: int) -> None:
-        self.keys[ref], self.times[ref], self.merges[ref] = set(), {}, 0
+        self.keys[ref], self.times[ref], self.merges[ref], self.sides[ref] = set(), {}, 0, {}
 
     def absorb(self, winner: int, loser: int) -> None:
         for key in self.keys[loser]:
@@ -144,6 +153,18 @@ class _Graph:
         for kind, times in self.times.pop(loser).items():
             self.times[winner].setdefault(kind, []).extend(times)
         self.merges[winner] += self.merges.pop(loser) + 1
+        self.sides[winner].update(self.sides.pop(loser))
+
+    def split_crossed(self, owners: Sequence[int], new: Sequence[IdKey]) -> int | None:
+        """The split whose two sides this change would bring together, if any."""
+        if not self.labels:
+            return None
+        combined: dict[int, int] = {}
+        for sides in [*(self.sides[o] for o in owners), *(self.labels.get(k, {}) for k in new)]:
+            for split, side in sides.items():
+                if combined.setdefault(split, side) != side:
+                    return split
+        return None
 
 
 def _densest(times: list[datetime], span: timedelta | None) -> int:
@@ -193,6 +214,9 @@ class _Planner:
         g, rules = self.g, self.rules
         if len(owners) > 1 and sum(g.merges[o] for o in owners) + len(owners) - 1 > rules.max_merges:
             return f"merges cap {rules.max_merges}"
+        split = g.split_crossed(owners, new)
+        if split is not None:
+            return f"kept apart by split {split}"
         kinds = {key[0] for key in new}
         if len(owners) > 1:
             kinds.update(kind for o in owners for kind in g.times[o])
@@ -281,6 +305,12 @@ class _Planner:
             unresolved=tuple(self.unresolved),
             changed=frozenset(final(ref) for ref in self.changed),
         )
+
+
+def merge_violation(view: GraphView, rules: IdentityRules, at: datetime) -> str | None:
+    """The rule that merging every profile of `view` into one would break, or None."""
+    planner = _Planner(view, rules)
+    return planner.violation(sorted(view.profiles, key=_age), [], at)
 
 
 def plan(messages: Iterable[Message], view: GraphView, rules: IdentityRules) -> Plan:

@@ -19,15 +19,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from profiles.identity.extract import extract_identifiers
 from profiles.identity.planner import GraphView, Message, Plan, ProfileView, plan
 from profiles.identity.rules import IdentityRules, IdKey
 from profiles.models import Demotion, Event, Identity, IdentityLink, Merge, Profile, new_profile_key
+from profiles.services.graph import profile_fold, profile_repoint
 from profiles.services.identity_settings import identity_kinds_register, identity_rules
-from profiles.traits import TraitUpdate, event_trait_updates, traits_apply_updates, traits_merge
+from profiles.traits import TraitUpdate, event_trait_updates, traits_apply_updates
 
 # Events per transaction. Each holds an advisory lock per distinct identifier (PostgreSQL's
 # lock table has room for 64 x max_connections), and a chunk this size resolves in about
@@ -184,13 +184,16 @@ def _lock_view(keys: set[IdKey]) -> tuple[GraphView, dict[int, _ProfileState], d
         raise ResolutionContention("the identity graph kept changing under concurrent merges")
     held: dict[int, list[tuple[IdKey, datetime]]] = defaultdict(list)
     known: dict[IdKey, tuple[int, datetime]] = {}
+    labels: dict[IdKey, dict[int, int]] = {}
     rows = Identity.objects.filter(profile_id__in=ids).values_list(
-        "id", "kind", "value", "first_seen_at", "last_seen_at", "profile_id"
+        "id", "kind", "value", "first_seen_at", "last_seen_at", "profile_id", "separations"
     )
-    for identity_id, kind, value, first_seen, last_seen, profile_id in rows:
+    for identity_id, kind, value, first_seen, last_seen, profile_id, separations in rows:
         held[profile_id].append(((kind, value), first_seen))
         known[(kind, value)] = (identity_id, last_seen)
-    view = GraphView({p.id: ProfileView(p.id, p.merge_count, tuple(held[p.id])) for p in profiles})
+        if separations:
+            labels[(kind, value)] = {int(split): side for split, side in separations.items()}
+    view = GraphView({p.id: ProfileView(p.id, p.merge_count, tuple(held[p.id])) for p in profiles}, labels)
     return view, {p.id: _ProfileState(p) for p in profiles}, known
 
 
@@ -275,16 +278,10 @@ def _merge_profiles(
     if not outcome.merges:
         return
     for step in outcome.merges:
-        kept, gone = states[step.winner].profile, states[step.loser].profile
-        kept.traits, kept.trait_meta = traits_merge((kept.traits, kept.trait_meta), (gone.traits, gone.trait_meta))
-        for attr, pick in (("first_seen_at", min), ("last_seen_at", max)):
-            values = [v for v in (getattr(kept, attr), getattr(gone, attr)) if v is not None]
-            setattr(kept, attr, pick(values) if values else None)
+        profile_fold(kept=states[step.winner].profile, gone=states[step.loser].profile)
         states[step.winner].dirty = True
     for loser, winner in outcome.final_winner.items():
-        Identity.objects.filter(profile_id=loser).update(profile_id=winner)
-        Event.objects.filter(profile_id=loser).update(profile_id=winner)
-        Profile.objects.filter(Q(id=loser) | Q(merged_into_id=loser)).update(merged_into_id=winner, updated_at=now)
+        profile_repoint(loser_id=loser, winner_id=winner, now=now)
         states.pop(loser, None)
     for profile_id, count in outcome.merge_counts.items():
         if profile_id in states:

@@ -50,8 +50,13 @@ FAR_AHEAD = "9999-12-31T23:59:59-14:00"  # year 10000 in UTC
 # --- Strategies -----------------------------------------------------------------------------
 
 # Text a valid message may hold: anything but NUL (refused by design) and lone surrogates
-# (not representable in UTF-8, so no client can send them).
-clean_text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=20)
+# (not representable in UTF-8, so no client can send them). The six characters `\u0000`
+# are valid text too, but the edge wrongly refuses them (see the explicit example of
+# `test_valid_single_calls_are_stored_as_sent`); they are left out here so that one bug
+# fails one test, not whichever tests the fuzzer happens to reach it from.
+clean_text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=20).filter(
+    lambda text: "\\u0000" not in text
+)
 any_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=20)
 identifiers = st.text(string.ascii_letters + string.digits + "-_.@:", min_size=1, max_size=36)
 small_numbers = st.integers(-(2**63), 2**63 - 1) | st.floats(-1e15, 1e15, allow_nan=False)
@@ -85,7 +90,7 @@ def valid_messages(draw: st.DrawFn, kind: str | None = None, message_ids: Any = 
     if who in ("anonymousId", "both"):
         message["anonymousId"] = draw(identifiers)
     if kind == "track":
-        message["event"] = draw(st.text(min_size=1, max_size=30).filter(lambda s: "\x00" not in s))
+        message["event"] = draw(clean_text.filter(bool))
     if kind in ("page", "screen") and draw(st.booleans()):
         message["name"] = draw(clean_text)
     if kind == "group":
@@ -129,6 +134,19 @@ MUTABLE = ["type", "userId", "anonymousId", "event", "name", "groupId", "previou
            "context", "integrations", "timestamp", "originalTimestamp", "sentAt", "writeKey"]  # fmt: skip
 
 
+def has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    return isinstance(value, list) and any(has_nul(v) for v in value)
+
+
+# A NUL in a write key or in a batch's shared fields breaks the edge on PostgreSQL; that is
+# `test_nul_outside_messages`'s to show, so the broader fuzzers keep NULs inside messages.
+odd_keys = odd_values.filter(lambda value: not has_nul(value))
+
+
 @st.composite
 def mutated_messages(draw: st.DrawFn, fields: list[str] = MUTABLE, message_ids: Any = None) -> dict[str, Any]:
     """A valid message with one to three fields removed or set to a random value."""
@@ -137,7 +155,7 @@ def mutated_messages(draw: st.DrawFn, fields: list[str] = MUTABLE, message_ids: 
         if draw(st.booleans()):
             message.pop(field, None)
         else:
-            message[field] = draw(odd_values)
+            message[field] = draw(odd_keys if field == "writeKey" else odd_values)
     return message
 
 
@@ -302,9 +320,9 @@ batch_items = valid_messages(message_ids=pooled_ids) | mutated_messages(message_
 batch_defaults = st.fixed_dictionaries(
     {},
     optional={
-        "context": clean_objects | odd_values,
-        "integrations": clean_objects | odd_values,
-        "sentAt": st.just(datetime.now(UTC).isoformat()) | odd_values,
+        "context": clean_objects | odd_keys,
+        "integrations": clean_objects | odd_keys,
+        "sentAt": st.just(datetime.now(UTC).isoformat()) | odd_keys,
     },
 )
 

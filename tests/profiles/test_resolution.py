@@ -152,8 +152,14 @@ def test_alias_never_merges_when_turned_off(send):
 
 
 def test_unseen_external_id_types_are_added_to_the_settings(send):
-    send({"type": "track", "userId": "u1", "event": "x",
-          "context": {"externalIds": [{"id": "C-1", "type": "crm_id", "collection": "users", "encoding": "none"}]}})
+    send(
+        {
+            "type": "track",
+            "userId": "u1",
+            "event": "x",
+            "context": {"externalIds": [{"id": "C-1", "type": "crm_id", "collection": "users", "encoding": "none"}]},
+        }
+    )
     kind = IdentityKind.objects.get(kind="crm_id")
     assert (kind.priority, kind.limit) == (None, 5) and "null" in kind.blocked_values
     assert Identity.objects.filter(kind="crm_id", value="C-1").exists()
