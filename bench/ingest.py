@@ -44,6 +44,7 @@ import os
 import platform
 import random
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -656,6 +657,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     server.add_argument("--threads", type=int, default=2, help="gunicorn --threads (gthread only)")
     server.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free one)")
+    server.add_argument(
+        "--gunicorn-extra", default="", metavar="ARGS", help="more gunicorn arguments, e.g. '--config FILE'"
+    )
     server.add_argument("--with-worker", action="store_true", help="also run a Celery worker during the run")
     server.add_argument("--worker-pool", default="solo", help="Celery --pool of that worker (solo, prefork)")
     server.add_argument("--worker-concurrency", type=int, default=1, help="Celery --concurrency (prefork)")
@@ -753,6 +757,7 @@ def run(args: argparse.Namespace) -> int:
         ]  # fmt: skip
         if args.worker_class == "gthread":
             gunicorn_argv += ["--threads", str(args.threads)]
+        gunicorn_argv += shlex.split(args.gunicorn_extra)
         gunicorn = Service("gunicorn", gunicorn_argv, env, var_dir / "gunicorn.log")
         services.append(gunicorn)
         worker = None

@@ -183,13 +183,14 @@ def test_admin_identity_page_split_and_merge(wrong_merge, admin_client, send):
     page_ = admin_client.get(f"/admin/profiles/profile/{wrong_merge.pk}/identity/")
     html = page_.content.decode()
     assert page_.status_code == 200 and "bo-phone" in html and "email:ana@x.io" in html
-    response = admin_client.post(f"/admin/profiles/profile/{wrong_merge.pk}/identity/",
-                                 {"identifier": ["anonymous_id:bo-phone"], "reason": "bad sync", "split": "1"})  # fmt: skip
+    form = {"identifier": ["anonymous_id:bo-phone"], "reason": "bad sync", "split": "1"}
+    response = admin_client.post(f"/admin/profiles/profile/{wrong_merge.pk}/identity/", form)
     assert response.status_code == 302
     bo = owner("anonymous_id", "bo-phone")
     assert bo != wrong_merge
-    response = admin_client.post("/admin/profiles/profile/", {"action": "merge_selected", "_selected_action":
-                                 [wrong_merge.pk, bo.pk], "reason": "it was right", "override": "on", "apply": "1"})  # fmt: skip
+    form = {"action": "merge_selected", "_selected_action": [wrong_merge.pk, bo.pk], "reason": "it was right",
+            "override": "on", "apply": "1"}  # fmt: skip
+    response = admin_client.post("/admin/profiles/profile/", form)
     assert response.status_code == 302
     assert owner("anonymous_id", "bo-phone") == wrong_merge
     assert IdentityAudit.objects.filter(action="manual_merge").exists()
