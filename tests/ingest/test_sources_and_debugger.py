@@ -97,8 +97,9 @@ def test_sweep_hands_stale_unprocessed_events_to_the_pipeline(post, source):
     """Tasks run inline here; tests/e2e covers a real worker."""
     post("/v1/batch", {"batch": [{"type": "page", "anonymousId": "a", "messageId": f"m{i}"} for i in range(3)]},
          key=source.write_key)  # fmt: skip
-    Event.objects.update(processed_at=None)
+    assert Event.objects.filter(processed_at__isnull=True, profile__isnull=True).count() == 3  # as after a crash
     assert sweep_unprocessed() == 0  # too young: their task may still be in flight
     Event.objects.update(received_at=timezone.now() - timedelta(minutes=10))
     assert sweep_unprocessed() == 3
     assert Event.objects.filter(processed_at__isnull=True).count() == 0
+    assert Event.objects.filter(profile__isnull=True).count() == 0  # resolved by the sweep
