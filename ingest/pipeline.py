@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from django.utils import timezone
+
 from profiles.services.events import events_mark_processed
 from profiles.services.resolution import events_resolve
 
@@ -23,6 +25,13 @@ class PipelineResult:
 def events_process(*, event_ids: Sequence[int]) -> PipelineResult:
     """Run the pipeline over stored events: resolve identities (and the traits the events
     set), then mark them processed. Idempotent: a redelivered task changes nothing."""
-    resolved = events_resolve(event_ids=event_ids)
-    processed = events_mark_processed(event_ids=event_ids)
-    return PipelineResult(processed=processed, changed_profile_ids=frozenset(resolved.changed_profile_ids))
+    now = timezone.now()
+    # Resolution marks what it assigns in the same row write; the rest (already resolved,
+    # or with no usable identifier) is marked here.
+    resolved = events_resolve(event_ids=event_ids, processed_at=now)
+    rest = [i for i in event_ids if i not in resolved.marked_ids]
+    if rest:
+        events_mark_processed(event_ids=rest, at=now)
+    return PipelineResult(
+        processed=resolved.resolved + resolved.unresolved, changed_profile_ids=frozenset(resolved.changed_profile_ids)
+    )

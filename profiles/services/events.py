@@ -129,7 +129,7 @@ def _store_generic(events: Sequence[EventIn]) -> list[int]:
     return ids
 
 
-def events_mark_processed(*, event_ids: Sequence[int]) -> int:
+def events_mark_processed(*, event_ids: Sequence[int], at: datetime | None = None) -> int:
     """Mark the given events processed. Idempotent: already processed rows are left as
     they are, so `processed_at` keeps the first time. Returns how many rows changed."""
     return Event.objects.filter(id__in=list(event_ids), processed_at__isnull=True).update(processed_at=timezone.now())

@@ -18,13 +18,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
+from psycopg.types.json import set_json_loads
 
 from profiles.identity.extract import extract_identifiers
 from profiles.identity.planner import GraphView, Message, Plan, ProfileView, plan
 from profiles.identity.rules import IdentityRules, IdKey
 from profiles.models import Demotion, Event, Identity, IdentityLink, Merge, Profile, new_profile_key
+from profiles.services.bulk import pg_cursor, rows_update
 from profiles.services.graph import profile_fold, profile_repoint
 from profiles.services.identity_settings import identity_kinds_register, identity_rules
 from profiles.traits import TraitUpdate, event_trait_updates, traits_apply_updates
@@ -49,6 +52,7 @@ class ResolveResult:
     changed_profile_ids: set[int] = field(default_factory=set)
     resolved: int = 0
     unresolved: int = 0
+    marked_ids: set[int] = field(default_factory=set)  # marked processed along with their profile
 
 
 @dataclass
@@ -65,61 +69,54 @@ class _EventFacts:
     context: Any
 
 
-def events_resolve(*, event_ids: Sequence[int]) -> ResolveResult:
+def events_resolve(*, event_ids: Sequence[int], processed_at: datetime | None = None) -> ResolveResult:
     """Resolve the given events that have no profile yet. Idempotent: resolved events are
-    skipped, so running it twice changes nothing. Returns the profiles it changed."""
+    skipped, so running it twice changes nothing. Returns the profiles it changed.
+
+    With `processed_at`, the events it assigns are marked processed in the same UPDATE:
+    a second UPDATE of every event row cost a third of resolution's time (measured: 8 ms
+    per 100 events), as each update of an indexed column rewrites every index entry."""
     rules = identity_rules()
     facts = _load_facts(event_ids, rules)
     identity_kinds_register(kinds={k for f in facts for k, _ in f.message.identifiers}, rules=rules)
     result = ResolveResult()
     for start in range(0, len(facts), RESOLVE_CHUNK):
-        _resolve_chunk(facts[start : start + RESOLVE_CHUNK], rules, result)
+        _resolve_chunk(facts[start : start + RESOLVE_CHUNK], rules, result, processed_at)
     return result
 
 
-def _load_facts(event_ids: Sequence[int], rules: IdentityRules) -> list[_EventFacts]:
-    rows = (
+_FACT_COLUMNS = (
+    "id", "timestamp", "source_id", "message_id", "type", "user_id", "anonymous_id", "previous_id", "traits",
+    "context", "properties", "integrations",
+)  # fmt: skip
+
+
+def _fact_rows(event_ids: Sequence[int]) -> list[tuple[Any, ...]]:
+    """Unresolved events in (timestamp, id) order: the order the planner replays them in."""
+    if connection.vendor == "postgresql":
+        with pg_cursor() as cursor:
+            set_json_loads(orjson.loads, cursor)
+            cursor.execute(
+                f"SELECT {', '.join(_FACT_COLUMNS)} FROM {Event._meta.db_table} "
+                "WHERE id = ANY(%s) AND profile_id IS NULL ORDER BY timestamp, id",
+                [list(event_ids)],
+            )
+            return cursor.fetchall()
+    return list(
         Event.objects.filter(id__in=list(event_ids), profile__isnull=True)
         .order_by("timestamp", "id")
-        .values_list(
-            "id",
-            "timestamp",
-            "source_id",
-            "message_id",
-            "type",
-            "user_id",
-            "anonymous_id",
-            "previous_id",
-            "traits",
-            "context",
-            "properties",
-            "integrations",
-        )
+        .values_list(*_FACT_COLUMNS)
     )
+
+
+def _load_facts(event_ids: Sequence[int], rules: IdentityRules) -> list[_EventFacts]:
     facts = []
-    for (
-        eid,
-        ts,
-        source_id,
-        message_id,
-        type_,
-        user_id,
-        anonymous_id,
-        previous_id,
-        traits,
-        context,
-        props,
-        integ,
-    ) in rows:
+    for row in _fact_rows(event_ids):
+        eid, ts, source_id, message_id, type_, user_id, anonymous_id, previous_id, traits, context, props, integ = row
         identifiers = extract_identifiers(
-            user_id=user_id,
-            anonymous_id=anonymous_id,
-            traits=traits if type_ == "identify" else None,
-            context=context,
-            properties=props,
-            integrations=integ,
-            rules=rules,
-        )
+            user_id=user_id, anonymous_id=anonymous_id, traits=traits if type_ == "identify" else None,
+            context=context, properties=props, integrations=integ, rules=rules,
+        )  # fmt: skip
         message = Message(eid, ts, source_id, message_id, tuple(identifiers), previous_id if type_ == "alias" else None)
         facts.append(_EventFacts(message, type_, traits, context))
     return facts
@@ -197,22 +194,30 @@ def _lock_view(keys: set[IdKey]) -> tuple[GraphView, dict[int, _ProfileState], d
     return view, {p.id: _ProfileState(p) for p in profiles}, known
 
 
-def _resolve_chunk(facts: list[_EventFacts], rules: IdentityRules, result: ResolveResult) -> None:
+def _unresolved_ids(event_ids: list[int]) -> set[int]:
+    if connection.vendor == "postgresql":
+        with pg_cursor() as cursor:
+            cursor.execute(
+                f"SELECT id FROM {Event._meta.db_table} WHERE id = ANY(%s) AND profile_id IS NULL", [event_ids]
+            )
+            return {row[0] for row in cursor.fetchall()}
+    return set(Event.objects.filter(id__in=event_ids, profile__isnull=True).values_list("id", flat=True))
+
+
+def _resolve_chunk(
+    facts: list[_EventFacts], rules: IdentityRules, result: ResolveResult, processed_at: datetime | None
+) -> None:
     with transaction.atomic():
         keys = _keys(facts)
         _lock_identifiers(keys)
         # Another worker (a sweep racing the original task) may have resolved some already.
-        pending = set(
-            Event.objects.filter(id__in=[f.message.event_id for f in facts], profile__isnull=True).values_list(
-                "id", flat=True
-            )
-        )
+        pending = _unresolved_ids([f.message.event_id for f in facts])
         facts = [f for f in facts if f.message.event_id in pending]
         if not facts:
             return
         view, states, known = _lock_view(keys)
         outcome = plan([f.message for f in facts], view, rules)
-        _apply(outcome, facts, states, known, result)
+        _apply(outcome, facts, states, known, result, processed_at)
 
 
 def _apply(
@@ -221,6 +226,7 @@ def _apply(
     states: dict[int, _ProfileState],
     known: dict[IdKey, tuple[int, datetime]],
     result: ResolveResult,
+    processed_at: datetime | None,
 ) -> None:
     now = timezone.now()
     by_event = {f.message.event_id: f for f in facts}
@@ -249,7 +255,9 @@ def _apply(
         ignore_conflicts=True,
     )
     assignments = {event: r(ref) for event, ref in outcome.assignments.items()}
-    _assign_events(assignments)
+    _assign_events(assignments, processed_at)
+    if processed_at is not None:
+        result.marked_ids.update(assignments)
     _apply_traits_and_seen(assignments, by_event, states, now)
     result.changed_profile_ids.update(assignments.values())
     result.resolved += len(assignments)
@@ -328,12 +336,12 @@ def _touch_identities(outcome: Plan, known: dict[IdKey, tuple[int, datetime]]) -
         for key, (_, last) in outcome.seen.items()
         if key in known and last - known[key][1] >= LAST_SEEN_RESOLUTION
     ]
-    if stale:
-        greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"
-        with connection.cursor() as cursor:
-            cursor.executemany(
-                f"UPDATE {Identity._meta.db_table} SET last_seen_at = {greatest}(last_seen_at, %s) WHERE id = %s", stale
-            )
+    rows_update(
+        table=Identity._meta.db_table,
+        columns=[("last_seen_at", "timestamptz")],
+        rows=[(identity_id, last) for last, identity_id in stale],
+        set_sql={"last_seen_at": "GREATEST({old}, {new})"},
+    )
 
 
 def _insert_links(outcome: Plan) -> None:
@@ -365,21 +373,16 @@ def _identity_ids(keys: set[IdKey]) -> dict[IdKey, int]:
         return {(kind, value): identity_id for kind, value, identity_id in cursor.fetchall()}
 
 
-def _assign_events(assignments: dict[int, int]) -> None:
-    if not assignments:
+def _assign_events(assignments: dict[int, int], processed_at: datetime | None) -> None:
+    if processed_at is None:
+        rows_update(table=Event._meta.db_table, columns=[("profile_id", "bigint")], rows=list(assignments.items()))
         return
-    table = Event._meta.db_table
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                f"UPDATE {table} SET profile_id = v.p FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, p) "
-                f"WHERE {table}.id = v.id",
-                [list(assignments), list(assignments.values())],
-            )
-        else:
-            cursor.executemany(
-                f"UPDATE {table} SET profile_id = %s WHERE id = %s", [(p, e) for e, p in assignments.items()]
-            )
+    rows_update(
+        table=Event._meta.db_table,
+        columns=[("profile_id", "bigint"), ("processed_at", "timestamptz")],
+        rows=[(event, profile, processed_at) for event, profile in assignments.items()],
+        set_sql={"processed_at": "COALESCE({old}, {new})"},
+    )
 
 
 def _apply_traits_and_seen(
@@ -413,9 +416,9 @@ def _apply_traits_and_seen(
             p.traits, p.trait_meta, _ = traits_apply_updates(p.traits, p.trait_meta, updates[profile_id])
             state.dirty = True
     dirty = [s.profile for s in states.values() if s.dirty]
-    for p in dirty:
-        p.updated_at = now
-    if dirty:
-        Profile.objects.bulk_update(
-            dirty, ["first_seen_at", "last_seen_at", "traits", "trait_meta", "merge_count", "updated_at"]
-        )
+    rows_update(
+        table=Profile._meta.db_table,
+        columns=[("first_seen_at", "timestamptz"), ("last_seen_at", "timestamptz"), ("traits", "jsonb"),
+                 ("trait_meta", "jsonb"), ("merge_count", "int4"), ("updated_at", "timestamptz")],
+        rows=[(p.id, p.first_seen_at, p.last_seen_at, p.traits, p.trait_meta, p.merge_count, now) for p in dirty],
+    )  # fmt: skip

@@ -9,6 +9,7 @@ nothing, and a bad write key must reach the SDK's error path with nothing stored
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -69,6 +70,17 @@ SDKS = [
 @pytest.fixture(params=SDKS, ids=lambda sdk: sdk.id)
 def sdk(request: pytest.FixtureRequest) -> Sdk:
     return request.param
+
+
+@pytest.fixture(autouse=True)
+def _hang_up() -> Iterator[None]:
+    """Both SDKs post through a module-level `requests` session that keeps its connection
+    to the live server open. Close it after each test: the live server's request thread
+    then ends and closes its database connection, which PostgreSQL needs gone before it
+    can drop the test database."""
+    yield
+    segment_request._session.close()
+    rudder_request._session.close()
 
 
 @pytest.fixture

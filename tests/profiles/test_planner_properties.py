@@ -24,6 +24,11 @@ STRICT = build_rules(
      ("anonymous_id", None, 2, Window.WEEKLY, ())],
     max_merges=3, max_identities=5,
 )  # fmt: skip
+STRICT_EVER = build_rules(
+    [("user_id", 1, 1, Window.EVER, ()), ("email", 2, 2, Window.EVER, ()),
+     ("anonymous_id", None, 2, Window.EVER, ())],
+    max_merges=3, max_identities=5,
+)  # fmt: skip
 
 identifier = st.one_of(
     st.tuples(st.just("user_id"), st.sampled_from([f"u{i}" for i in range(5)])),
@@ -97,12 +102,15 @@ def test_every_event_gets_exactly_one_live_profile(batch, cuts):
         assert any(store.owner.get(k) == profile for k in m.identifiers)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(messages(), st.lists(st.integers(0, 30), max_size=4))
 def test_processing_the_same_messages_again_changes_nothing(batch, cuts):
-    store = run_in_batches(batch, cuts, STRICT)
+    """Planning resolved messages again is a no-op under count limits and caps. (Under
+    windowed limits a replanned message could see identifiers whose first-seen time a later
+    message set; the service never replans a resolved event, which test_resolution checks.)"""
+    store = run_in_batches(batch, cuts, STRICT_EVER)
     before = (store.profiles(), dict(store.events), dict(store.merge_count), dict(store.merged_into))
-    again = store.run(batch, STRICT)
+    again = store.run(batch, STRICT_EVER)
     assert (store.profiles(), dict(store.events), dict(store.merge_count), dict(store.merged_into)) == before
     assert again.new_profiles == () and again.new_identities == () and again.merges == ()
 
