@@ -165,15 +165,48 @@ def _owners(keys: set[IdKey]) -> dict[IdKey, int]:
         return {(kind, value): profile_id for kind, value, profile_id in cursor.fetchall()}
 
 
+_IDENTITY_COLUMNS = "id, kind, value, first_seen_at, last_seen_at, profile_id, separations"
+
+
+def _graph_rows(profile_ids: list[int], keys: list[IdKey]) -> list[tuple[Any, ...]]:
+    """Every identity of `profile_ids`, and the current owner of every one of `keys`."""
+    table = Identity._meta.db_table
+    if connection.vendor == "postgresql":
+        with pg_cursor() as cursor:
+            set_json_loads(orjson.loads, cursor)
+            cursor.execute(
+                f"SELECT {_IDENTITY_COLUMNS} FROM {table} WHERE profile_id = ANY(%s) OR (kind, value) IN "
+                "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+                [profile_ids, [k for k, _ in keys], [v for _, v in keys]],
+            )
+            return cursor.fetchall()
+    marks = ", ".join(["%s"] * len(profile_ids)) or "NULL"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {_IDENTITY_COLUMNS} FROM {table} WHERE profile_id IN ({marks})"
+            + (f" OR (kind, value) IN (VALUES {_values_sql(len(keys))})" if keys else ""),
+            [*profile_ids, *(part for key in keys for part in key)],
+        )
+        convert = connection.ops.convert_datetimefield_value  # type: ignore[attr-defined]  # SQLite only
+        return [
+            (row[0], row[1], row[2], convert(row[3], None, connection), convert(row[4], None, connection), row[5],
+             orjson.loads(row[6]) if isinstance(row[6], str) else row[6])
+            for row in cursor.fetchall()
+        ]  # fmt: skip
+
+
 def _lock_view(keys: set[IdKey]) -> tuple[GraphView, dict[int, _ProfileState], dict[IdKey, tuple[int, datetime]]]:
-    """Lock the live profiles owning `keys` and load their whole identity sets. Re-reads
-    when a concurrent merge or split moved an identifier while we waited for a lock."""
+    """Lock the live profiles owning `keys` and load their whole identity sets, in three
+    queries: the owners, the locks, then the identities (which also re-read the owners).
+    Re-reads when a concurrent merge or split moved an identifier while we waited."""
+    ordered = sorted(keys)
     for _ in range(LOCK_ATTEMPTS):
         savepoint = transaction.savepoint()
-        owners = _owners(keys)
-        ids = sorted(set(owners.values()))
+        ids = sorted(set(_owners(keys).values()))
         profiles = list(Profile.objects.select_for_update().filter(id__in=ids).order_by("id"))
-        if all(p.merged_into_id is None for p in profiles) and _owners(keys) == owners:
+        rows = _graph_rows(ids, ordered)
+        moved = any(row[5] not in ids for row in rows)
+        if not moved and all(p.merged_into_id is None for p in profiles):
             transaction.savepoint_commit(savepoint)
             break
         transaction.savepoint_rollback(savepoint)
@@ -182,9 +215,6 @@ def _lock_view(keys: set[IdKey]) -> tuple[GraphView, dict[int, _ProfileState], d
     held: dict[int, list[tuple[IdKey, datetime]]] = defaultdict(list)
     known: dict[IdKey, tuple[int, datetime]] = {}
     labels: dict[IdKey, dict[int, int]] = {}
-    rows = Identity.objects.filter(profile_id__in=ids).values_list(
-        "id", "kind", "value", "first_seen_at", "last_seen_at", "profile_id", "separations"
-    )
     for identity_id, kind, value, first_seen, last_seen, profile_id, separations in rows:
         held[profile_id].append(((kind, value), first_seen))
         known[(kind, value)] = (identity_id, last_seen)
@@ -238,7 +268,7 @@ def _apply(
     _merge_profiles(outcome, states, by_event, now)
     _insert_identities(outcome, r, known)
     _touch_identities(outcome, known)
-    _insert_links(outcome)
+    _insert_links(outcome, by_event, known)
     Demotion.objects.bulk_create(
         [
             Demotion(
@@ -344,33 +374,22 @@ def _touch_identities(outcome: Plan, known: dict[IdKey, tuple[int, datetime]]) -
     )
 
 
-def _insert_links(outcome: Plan) -> None:
-    if not outcome.links:
-        return
+def _insert_links(outcome: Plan, by_event: dict[int, _EventFacts], known: dict[IdKey, tuple[int, datetime]]) -> None:
+    """Every pair of identifiers seen together, once, with the first message that carried
+    it. `known` holds the id of every identifier a plan's message kept (loaded or new)."""
     first: dict[tuple[IdKey, IdKey], Any] = {}
     for link in outcome.links:
         first.setdefault((link.a, link.b), link)
-    keys = {k for pair in first for k in pair}
-    ids = _identity_ids(keys)
     IdentityLink.objects.bulk_create(
         [
-            IdentityLink(a_id=ids[a], b_id=ids[b], first_event_id=link.event_id, first_seen_at=link.timestamp)
+            IdentityLink(
+                a_id=known[a][0], b_id=known[b][0], first_event_id=link.event_id,
+                first_message_id=by_event[link.event_id].message.message_id, first_seen_at=link.timestamp,
+            )
             for (a, b), link in first.items()
-            if a in ids and b in ids
         ],
         ignore_conflicts=True,
-    )
-
-
-def _identity_ids(keys: set[IdKey]) -> dict[IdKey, int]:
-    ordered = sorted(keys)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT kind, value, id FROM {Identity._meta.db_table} "
-            f"WHERE (kind, value) IN (VALUES {_values_sql(len(ordered))})",
-            [part for key in ordered for part in key],
-        )
-        return {(kind, value): identity_id for kind, value, identity_id in cursor.fetchall()}
+    )  # fmt: skip
 
 
 def _assign_events(assignments: dict[int, int], processed_at: datetime | None) -> None:

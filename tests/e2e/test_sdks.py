@@ -75,12 +75,18 @@ def sdk(request: pytest.FixtureRequest) -> Sdk:
 @pytest.fixture(autouse=True)
 def _hang_up() -> Iterator[None]:
     """Both SDKs post through a module-level `requests` session that keeps its connection
-    to the live server open. Close it after each test: the live server's request thread
-    then ends and closes its database connection, which PostgreSQL needs gone before it
-    can drop the test database."""
+    to the live server open. Close those connections after each test, so that the live
+    server's request threads end and close their database connections (PostgreSQL cannot
+    drop the test database while they are open). `Session.close()` alone is not enough:
+    urllib3 2 forgets its pools without closing them, and a socket still referenced (by
+    an `APIError` the test kept, say) then stays open."""
     yield
-    segment_request._session.close()
-    rudder_request._session.close()
+    for session in (segment_request._session, rudder_request._session):
+        for adapter in session.adapters.values():
+            pools = adapter.poolmanager.pools
+            for key in pools.keys():
+                pools[key].close()
+        session.close()
 
 
 @pytest.fixture
