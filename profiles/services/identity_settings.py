@@ -4,26 +4,31 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from profiles.identity.rules import DEFAULT_BLOCKED, CustomKind, IdentityRules, Window, build_rules
+from profiles.identity.rules import (
+    DEFAULT_BLOCKED,
+    MAX_IDENTITIES,
+    MAX_MERGES,
+    CustomKind,
+    IdentityRules,
+    Window,
+    build_rules,
+)
 from profiles.models import IdentityConfig, IdentityKind
 
 
 def identity_rules() -> IdentityRules:
-    """The current rules (two small queries)."""
-    config = IdentityConfig.objects.filter(pk=1).first() or IdentityConfig()
-    entries = []
-    custom = []
-    for row in IdentityKind.objects.all():
-        entries.append((row.kind, row.priority, max(row.limit, 1), Window(row.window),
-                        tuple(row.blocked_values.splitlines())))  # fmt: skip
-        if row.read_from and row.key:
-            custom.append(CustomKind(row.kind, row.read_from, row.key))
+    """The current rules (two small queries; read on every batch so a change in the admin
+    applies to the next one)."""
+    config = IdentityConfig.objects.filter(pk=1).values_list("max_merges", "max_identities", "alias_merges").first()
+    max_merges, max_identities, alias_merges = config or (MAX_MERGES, MAX_IDENTITIES, True)
+    entries, custom = [], []
+    rows = IdentityKind.objects.values_list("kind", "priority", "limit", "window", "blocked_values", "read_from", "key")
+    for kind, priority, limit, window, blocked, read_from, key in rows:
+        entries.append((kind, priority, max(limit, 1), Window(window), tuple(blocked.splitlines())))
+        if read_from and key:
+            custom.append(CustomKind(kind, read_from, key))
     return build_rules(
-        entries,
-        custom=tuple(custom),
-        max_merges=config.max_merges,
-        max_identities=config.max_identities,
-        alias_merges=config.alias_merges,
+        entries, custom=tuple(custom), max_merges=max_merges, max_identities=max_identities, alias_merges=alias_merges
     )
 
 
