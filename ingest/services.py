@@ -153,6 +153,9 @@ def messages_ingest(
             continue
         by_source[source.id].append(event)
 
+    if not items and default_source is None:
+        reason = "No write key was given." if not write_key else "Unknown or disabled write key."
+        refused.append((Rejection(None, "unauthorized", reason), None, {}))
     if not by_source and refused and all(r.code == "unauthorized" for r, _, _ in refused):
         rejection = refused[0][0]
         _record_refused_request(None, endpoint, received_at, rejection.code, rejection.message, items)

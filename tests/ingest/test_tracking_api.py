@@ -117,6 +117,12 @@ def test_unauthenticated_requests_get_401_and_store_nothing(post, source, case):
     assert RejectedMessage.objects.filter(code="unauthorized", source=None).count() == 1
 
 
+@pytest.mark.parametrize("key", [None, "nope"])
+def test_an_empty_batch_is_still_authenticated(post, source, key):
+    assert post("/v1/batch", {"batch": []}, key=key).status_code == 401
+    assert post("/v1/batch", {"batch": []}, key=source.write_key).json() == {"success": True}
+
+
 @pytest.mark.parametrize(
     ("body", "code"),
     [
