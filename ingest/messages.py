@@ -8,6 +8,7 @@ failure raises `BodyError` (the whole request is refused with 400) or `MessageEr
 
 from __future__ import annotations
 
+import re
 import uuid
 import zlib
 from dataclasses import dataclass
@@ -24,6 +25,14 @@ MAX_BATCH_ITEMS = 2500
 MAX_MESSAGE_ID_CHARS = 100
 
 MESSAGE_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
+# The range every store and client library can hold: PostgreSQL's timestamptz holds more,
+# but Python (and so every reader of the event) stops at years 1 and 9999.
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+# Integers beyond this are parsed as floats and would come back as other digits.
+EXACT_INTEGER = 2**53
+# A NUL escape that is not itself an escaped backslash followed by "u0000".
+_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 # Top-level fields the event log stores in columns. Anything else a client sends
 # (`version`, `channel`, `_metadata`, `category`, …) is kept in `extra`; `writeKey` is a
@@ -109,11 +118,14 @@ def split_batch(payload: dict[str, Any]) -> tuple[list[Any], BatchDefaults]:
         raise BodyError(
             "batch_too_large", f"A batch holds at most {MAX_BATCH_ITEMS} messages; this one has {len(items)}."
         )
-    return items, BatchDefaults(
-        sent_at=payload.get("sentAt"),
-        context=payload.get("context"),
-        integrations=payload.get("integrations"),
+    defaults = BatchDefaults(
+        sent_at=payload.get("sentAt"), context=payload.get("context"), integrations=payload.get("integrations")
     )
+    try:
+        encode_checked([defaults.sent_at, defaults.context, defaults.integrations])
+    except MessageError as exc:
+        raise BodyError(exc.code, "Batch-level fields: " + exc.message) from None
+    return items, defaults
 
 
 # --- Messages -------------------------------------------------------------------------------
@@ -127,6 +139,10 @@ def _identifier(value: Any, field: str) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise MessageError("invalid_field", f"`{field}` must be a string.")
     if isinstance(value, float) and value.is_integer():
+        if abs(value) >= EXACT_INTEGER:
+            raise MessageError(
+                "invalid_field", f"`{field}` is a number too large to keep exactly; send it as a string."
+            )
         return str(int(value))
     return str(value)
 
@@ -149,6 +165,12 @@ def _object(value: Any, field: str) -> dict[str, Any]:
     raise MessageError("invalid_field", f"`{field}` must be an object.")
 
 
+def _in_range(value: datetime, field: str) -> datetime:
+    if not EARLIEST <= value <= LATEST:
+        raise MessageError("invalid_timestamp", f"`{field}` is outside the years 1 to 9999.")
+    return value
+
+
 def parse_timestamp(value: Any, field: str) -> datetime | None:
     """ISO-8601, as every Segment library sends it; a missing zone means UTC."""
     if value is None or value == "":
@@ -157,11 +179,12 @@ def parse_timestamp(value: Any, field: str) -> datetime | None:
         raise MessageError("invalid_timestamp", f"`{field}` must be an ISO-8601 string.")
     try:
         parsed = datetime.fromisoformat(value)
+        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except ValueError:
         raise MessageError("invalid_timestamp", f"`{field}` is not an ISO-8601 timestamp: {value[:40]!r}.") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed
+    except OverflowError:
+        raise MessageError("invalid_timestamp", f"`{field}` is outside the years 1 to 9999.") from None
+    return _in_range(parsed, field)
 
 
 def corrected_timestamp(*, received_at: datetime, sent_at: datetime | None, original: datetime | None) -> datetime:
@@ -173,9 +196,21 @@ def corrected_timestamp(*, received_at: datetime, sent_at: datetime | None, orig
     if sent_at is None:
         return original
     try:
-        return received_at - (sent_at - original)
+        return _in_range(received_at - (sent_at - original), "timestamp")
     except OverflowError:
-        raise MessageError("invalid_timestamp", "The timestamps are out of range.") from None
+        raise MessageError("invalid_timestamp", "The corrected timestamp is outside the years 1 to 9999.") from None
+
+
+def encode_checked(value: Any) -> bytes:
+    """The JSON of `value`, refusing what the event store cannot hold: NUL characters
+    (PostgreSQL text and jsonb reject them) and nesting deeper than orjson writes (254)."""
+    try:
+        encoded = orjson.dumps(value)
+    except TypeError:
+        raise MessageError("invalid_message", "The message is nested too deeply (254 levels at most).") from None
+    if _NUL.search(encoded):
+        raise MessageError("invalid_characters", "The message contains a NUL character (\\u0000).")
+    return encoded
 
 
 def normalize(
@@ -192,14 +227,12 @@ def normalize(
     carry their own. Raises `MessageError` with the first problem found."""
     if not isinstance(item, dict):
         raise MessageError("invalid_message", "A message must be a JSON object.")
-    encoded = orjson.dumps(item)
+    encoded = encode_checked(item)
     if len(encoded) > MAX_MESSAGE_BYTES:
         raise MessageError("message_too_large", f"Exceed payload limit: the message is over {MAX_MESSAGE_BYTES} bytes.")
-    if b"\\u0000" in encoded:
-        raise MessageError("invalid_characters", "The message contains a NUL character (\\u0000).")
 
     kind = type_ or item.get("type")
-    if kind not in MESSAGE_TYPES:
+    if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
         shown = kind if isinstance(kind, str) else orjson.dumps(kind).decode()
         raise MessageError("invalid_type", f"Unknown message type {shown[:40]!r}.")
 

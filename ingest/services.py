@@ -105,14 +105,15 @@ def write_key_from_authorization(header: str | None) -> str | None:
         return None
     try:
         decoded = base64.b64decode(credentials.strip(), validate=False).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII input
         return None
     return decoded.partition(":")[0] or None
 
 
 def sources_by_key(keys: Sequence[str | None]) -> dict[str, Source]:
     """Enabled sources by write key, in one query."""
-    wanted = {k for k in keys if k}
+    # A key with NUL cannot exist (and PostgreSQL refuses it in a query): it is unknown.
+    wanted = {k for k in keys if k and "\x00" not in k}
     if not wanted:
         return {}
     return {s.write_key: s for s in Source.objects.filter(write_key__in=wanted, enabled=True)}
@@ -315,7 +316,10 @@ def _truncated(payload: Any) -> str:
     elif isinstance(payload, str):
         text = payload
     else:
-        text = orjson.dumps(payload, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        try:
+            text = orjson.dumps(payload, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        except TypeError:  # nested past orjson's depth limit
+            text = "(not shown: nested too deeply)"
     # PostgreSQL text cannot hold NUL; keep it visible instead of failing the insert.
     return text[:REJECTED_PAYLOAD_CHARS].replace("\x00", "\\u0000")
 

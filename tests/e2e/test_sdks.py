@@ -84,7 +84,7 @@ def _hang_up() -> Iterator[None]:
     for session in (segment_request._session, rudder_request._session):
         for adapter in session.adapters.values():
             pools = adapter.poolmanager.pools
-            for key in pools.keys():
+            for key in pools.keys():  # noqa: SIM118 (the container cannot be iterated)
                 pools[key].close()
         session.close()
 
