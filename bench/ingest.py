@@ -644,7 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     load = parser.add_argument_group("load")
     load.add_argument("--events", type=int, default=200_000, help="events to post in the timed run")
     load.add_argument("--batch-size", type=int, default=100, help="messages per /v1/batch request")
-    load.add_argument("--concurrency", type=int, default=6, help="client threads, one keep-alive connection each")
+    load.add_argument("--concurrency", type=int, default=4, help="client threads, one connection each")
     load.add_argument("--warmup-batches", type=int, default=60, help="batches posted (then truncated) before timing")
     load.add_argument("--max-seconds", type=float, default=300, help="stop posting after this long, whatever is left")
     load.add_argument("--users", type=int, default=100_000, help="distinct users the Zipf law draws from")
@@ -653,7 +653,10 @@ def build_parser() -> argparse.ArgumentParser:
     server = parser.add_argument_group("server")
     server.add_argument("--gunicorn-workers", type=int, default=3, help="gunicorn --workers")
     server.add_argument(
-        "--worker-class", default="gthread", help="gunicorn --worker-class (sync closes every connection)"
+        "--worker-class",
+        default="sync",
+        help="gunicorn --worker-class: sync closes every connection, so each request goes to a free worker; "
+        "gthread keeps them alive but each stays on the worker that accepted it, unevenly",
     )
     server.add_argument("--threads", type=int, default=2, help="gunicorn --threads (gthread only)")
     server.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free one)")

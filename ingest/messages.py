@@ -208,7 +208,7 @@ def encode_checked(value: Any) -> bytes:
         encoded = orjson.dumps(value)
     except TypeError:
         raise MessageError("invalid_message", "The message is nested too deeply (254 levels at most).") from None
-    if _NUL.search(encoded):
+    if b"\\u0000" in encoded and _NUL.search(encoded):  # the regex only when it may match
         raise MessageError("invalid_characters", "The message contains a NUL character (\\u0000).")
     return encoded
 

@@ -53,7 +53,7 @@ def rows_update(
         types = [key[1], *(t for _, t in columns)]
         sql = (
             f"UPDATE {table} SET " + ", ".join(f"{n} = {exprs[n]}" for n in names)
-            + " FROM unnest(" + ", ".join(f"%s::{t}[]" for t in types) + f") AS v({key[0]}, {', '.join(names)})"
+            + " FROM unnest(" + ", ".join(f"%b::{t}[]" for t in types) + f") AS v({key[0]}, {', '.join(names)})"
             + f" WHERE {table}.{key[0]} = v.{key[0]}"
         )  # fmt: skip
         arrays = [[_plain(row[i]) for row in rows] for i in range(len(names) + 1)]

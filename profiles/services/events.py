@@ -58,7 +58,7 @@ _COLUMN_SQL = ", ".join(f'"{c}"' for c in _COLUMNS)
 _CONFLICT_SQL = 'ON CONFLICT ("source_id", "message_id") DO NOTHING RETURNING "id"'
 _PG_INSERT = (
     f"INSERT INTO {_TABLE} ({_COLUMN_SQL}) SELECT * FROM unnest("
-    + ", ".join(f"%s::{t}[]" for t in _PG_TYPES)
+    + ", ".join(f"%b::{t}[]" for t in _PG_TYPES)
     + f") {_CONFLICT_SQL}"
 )
 # SQLite allows 32,766 bound variables per statement; 500 rows of 18 columns stay far below.
@@ -85,7 +85,9 @@ def events_store(*, events: Sequence[EventIn]) -> list[int]:
 
 def _store_postgresql(events: Sequence[EventIn]) -> list[int]:
     # One INSERT … SELECT FROM unnest(arrays): a single round trip for the whole batch, with
-    # server-side binding, and ON CONFLICT for deduplication (which COPY cannot do).
+    # server-side binding, and ON CONFLICT for deduplication (which COPY cannot do). The
+    # arrays go in binary (%b): in text format psycopg escapes every quote of every JSON
+    # string in Python, measured at 8.4 ms per 100 events against 0.35 ms.
     columns: list[list[Any]] = [[] for _ in _COLUMNS]
     for e in events:
         row = (

@@ -98,7 +98,7 @@ def _fact_rows(event_ids: Sequence[int]) -> list[tuple[Any, ...]]:
             set_json_loads(orjson.loads, cursor)
             cursor.execute(
                 f"SELECT {', '.join(_FACT_COLUMNS)} FROM {Event._meta.db_table} "
-                "WHERE id = ANY(%s) AND profile_id IS NULL ORDER BY timestamp, id",
+                "WHERE id = ANY(%b) AND profile_id IS NULL ORDER BY timestamp, id",
                 [list(event_ids)],
             )
             return cursor.fetchall()
@@ -175,8 +175,8 @@ def _graph_rows(profile_ids: list[int], keys: list[IdKey]) -> list[tuple[Any, ..
         with pg_cursor() as cursor:
             set_json_loads(orjson.loads, cursor)
             cursor.execute(
-                f"SELECT {_IDENTITY_COLUMNS} FROM {table} WHERE profile_id = ANY(%s) OR (kind, value) IN "
-                "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+                f"SELECT {_IDENTITY_COLUMNS} FROM {table} WHERE profile_id = ANY(%b) OR (kind, value) IN "
+                "(SELECT * FROM unnest(%b::text[], %b::text[]))",
                 [profile_ids, [k for k, _ in keys], [v for _, v in keys]],
             )
             return cursor.fetchall()
@@ -228,7 +228,7 @@ def _unresolved_ids(event_ids: list[int]) -> set[int]:
     if connection.vendor == "postgresql":
         with pg_cursor() as cursor:
             cursor.execute(
-                f"SELECT id FROM {Event._meta.db_table} WHERE id = ANY(%s) AND profile_id IS NULL", [event_ids]
+                f"SELECT id FROM {Event._meta.db_table} WHERE id = ANY(%b) AND profile_id IS NULL", [event_ids]
             )
             return {row[0] for row in cursor.fetchall()}
     return set(Event.objects.filter(id__in=event_ids, profile__isnull=True).values_list("id", flat=True))
