@@ -664,6 +664,8 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--worker-concurrency", type=int, default=2, help="Celery --concurrency")
     server.add_argument("--celery-workers", type=int, default=1, help="Celery worker processes to start (each with "
                         "its own --pool/--concurrency; e.g. 2 with --worker-pool solo)")  # fmt: skip
+    server.add_argument("--worker-loglevel", default="INFO",
+                        help="Celery --loglevel; INFO logs task retries, which the report counts")  # fmt: skip
     target = parser.add_argument_group("targets")
     target.add_argument(
         "--database-url",
@@ -830,7 +832,7 @@ def run(args: argparse.Namespace) -> int:
             worker = Service(
                 f"celery-{n}",
                 [PYTHON, "-m", "celery", "-A", "cdp", "worker", "--pool", args.worker_pool,
-                 "--concurrency", str(args.worker_concurrency), "--loglevel", "WARNING", "--hostname",
+                 "--concurrency", str(args.worker_concurrency), "--loglevel", args.worker_loglevel, "--hostname",
                  f"identity-bench-{n}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"],
                 env, var_dir / f"celery-{n}.log",
             )  # fmt: skip
@@ -1020,13 +1022,23 @@ def _scores(s: Scores) -> dict[str, Any]:
             "linkable_pairs": s.linkable_pairs, "linkable_pairs_joined": s.linked_pairs}  # fmt: skip
 
 
+_RETRY_RE = re.compile(r"retry: Retry in [^:]*: (\w+)")
+
+
 def _log_errors(workers: Sequence[Service]) -> dict[str, Any]:
+    """Task retries (logged at INFO: the task raised a DatabaseError, rolled back, and runs
+    again later, out of order) and errors in the Celery logs."""
     lines: list[str] = []
+    retries: Counter[str] = Counter()
     for w in workers:
         with contextlib.suppress(OSError):
-            lines += [ln for ln in w.log.read_text(errors="replace").splitlines()
-                      if "ERROR" in ln or "Retry" in ln or "Traceback" in ln or "WARNING" in ln]  # fmt: skip
-    return {"lines": len(lines), "first": lines[:5]}
+            for ln in w.log.read_text(errors="replace").splitlines():
+                if (m := _RETRY_RE.search(ln)) is not None:
+                    retries[m.group(1)] += 1
+                    lines.append(ln)
+                elif "ERROR" in ln or "Traceback" in ln or "CRITICAL" in ln:
+                    lines.append(ln)
+    return {"lines": len(lines), "retries": dict(retries), "first": lines[:5]}
 
 
 def print_report(r: dict[str, Any]) -> None:
@@ -1113,7 +1125,10 @@ def print_report(r: dict[str, Any]) -> None:
         w("PostgreSQL backends of this database, sampled every 0.5 s while busy: "
           + ", ".join(f"{k} {v}" for k, v in r["postgres_waits"].items()) + "\n")  # fmt: skip
     if r["worker_log_errors"]["lines"]:
-        w(f"worker log: {r['worker_log_errors']['lines']} warning/error lines, e.g.\n")
+        w(
+            f"worker log: {r['worker_log_errors']['lines']} retries or errors (retries by exception: "
+            f"{r['worker_log_errors']['retries']}), e.g.\n"
+        )
         for line in r["worker_log_errors"]["first"]:
             w(f"  {line[:300]}\n")
     if r["stopped_early"]:

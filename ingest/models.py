@@ -49,7 +49,7 @@ class RejectedMessage(models.Model):
     """A message the edge refused, with why, and a truncated copy. Bounded: the
     `ingest.trim_debugger` task keeps the newest `REJECTED_KEEP_PER_SOURCE` per source."""
 
-    source = models.ForeignKey(Source, null=True, blank=True, on_delete=models.CASCADE)
+    source = models.ForeignKey(Source, null=True, blank=True, on_delete=models.CASCADE, db_index=False)
     received_at = models.DateTimeField()
     endpoint = models.CharField(max_length=40)
     index = models.IntegerField(null=True, blank=True, help_text="Position in the batch.")
@@ -67,7 +67,7 @@ class RejectedMessage(models.Model):
 class IngestCounter(models.Model):
     """Messages accepted, ignored as duplicates, and rejected, per source and hour."""
 
-    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="counters")
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="counters", db_index=False)
     hour = models.DateTimeField()
     accepted = models.BigIntegerField(default=0)
     duplicates = models.BigIntegerField(default=0)

@@ -50,7 +50,7 @@ class Identity(models.Model):
 
     kind = models.CharField(max_length=64)
     value = models.TextField()
-    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="identities")
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="identities", db_index=False)
     first_seen_at = models.DateTimeField()
     last_seen_at = models.DateTimeField()
     first_event_id = models.BigIntegerField(null=True, blank=True)
@@ -72,8 +72,9 @@ class Identity(models.Model):
 class IdentityLink(models.Model):
     """Two identifiers seen together in one message: the edges networkx splits and rebuilds."""
 
-    a = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="+")
-    b = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="+")
+    # Indexed by the unique (a, b) and by identitylink_b.
+    a = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="+", db_index=False)
+    b = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="+", db_index=False)
     first_event_id = models.BigIntegerField(null=True, blank=True)
     first_message_id = models.CharField(max_length=100, blank=True, default="")
     first_seen_at = models.DateTimeField()
@@ -89,7 +90,7 @@ class IdentityLink(models.Model):
 class Merge(models.Model):
     """One profile merged into another: by a message (automatic) or by a staff user."""
 
-    winner = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="merges_won")
+    winner = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="merges_won", db_index=False)
     loser = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="merges_lost")
     event_id = models.BigIntegerField(null=True, blank=True)
     message_id = models.CharField(max_length=100, blank=True, default="")
@@ -113,7 +114,9 @@ class Demotion(models.Model):
     kind = models.CharField(max_length=64)
     value = models.TextField()
     rule = models.CharField(max_length=100)
-    profile = models.ForeignKey(Profile, null=True, blank=True, on_delete=models.SET_NULL, related_name="demotions")
+    profile = models.ForeignKey(
+        Profile, null=True, blank=True, on_delete=models.SET_NULL, related_name="demotions", db_index=False
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -235,7 +238,11 @@ class Event(models.Model):
     extra = models.JSONField(
         null=True, blank=True, help_text="Top-level fields outside the Segment spec, kept as sent."
     )
-    profile = models.ForeignKey(Profile, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    # No single-column index: event_profile_timeline leads with profile. (A second index on
+    # profile_id let PostgreSQL intersect every unresolved event into each lookup by id.)
+    profile = models.ForeignKey(
+        Profile, null=True, blank=True, on_delete=models.SET_NULL, related_name="events", db_index=False
+    )
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

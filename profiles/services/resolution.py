@@ -92,16 +92,18 @@ _FACT_COLUMNS = (
 
 
 def _fact_rows(event_ids: Sequence[int]) -> list[tuple[Any, ...]]:
-    """Unresolved events in (timestamp, id) order: the order the planner replays them in."""
+    """Unresolved events in (timestamp, id) order: the order the planner replays them in.
+    Looked up by id alone, and filtered here: a `profile_id IS NULL` condition lets
+    PostgreSQL intersect the lookup with every unresolved event of a backlog."""
     if connection.vendor == "postgresql":
         with pg_cursor() as cursor:
             set_json_loads(orjson.loads, cursor)
             cursor.execute(
-                f"SELECT {', '.join(_FACT_COLUMNS)} FROM {Event._meta.db_table} "
-                "WHERE id = ANY(%b) AND profile_id IS NULL ORDER BY timestamp, id",
+                f"SELECT profile_id, {', '.join(_FACT_COLUMNS)} FROM {Event._meta.db_table} WHERE id = ANY(%b)",
                 [list(event_ids)],
             )
-            return cursor.fetchall()
+            rows = [row[1:] for row in cursor.fetchall() if row[0] is None]
+        return sorted(rows, key=lambda row: (row[1], row[0]))
     return list(
         Event.objects.filter(id__in=list(event_ids), profile__isnull=True)
         .order_by("timestamp", "id")
@@ -227,10 +229,8 @@ def _lock_view(keys: set[IdKey]) -> tuple[GraphView, dict[int, _ProfileState], d
 def _unresolved_ids(event_ids: list[int]) -> set[int]:
     if connection.vendor == "postgresql":
         with pg_cursor() as cursor:
-            cursor.execute(
-                f"SELECT id FROM {Event._meta.db_table} WHERE id = ANY(%b) AND profile_id IS NULL", [event_ids]
-            )
-            return {row[0] for row in cursor.fetchall()}
+            cursor.execute(f"SELECT id, profile_id FROM {Event._meta.db_table} WHERE id = ANY(%b)", [event_ids])
+            return {row[0] for row in cursor.fetchall() if row[1] is None}
     return set(Event.objects.filter(id__in=event_ids, profile__isnull=True).values_list("id", flat=True))
 
 
