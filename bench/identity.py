@@ -6,8 +6,8 @@
     .venv/bin/python bench/identity.py --people 30000 --worker-pool solo --celery-workers 2
 
 On the 2-core machine this was written on, with other work beside it, the default run took
-9.5 minutes (about 1,250 events/s end to end; the pipeline is the bottleneck): use
-`--people` to trade size for time (the run time is about proportional).
+7.5 minutes (about 1,600 events/s end to end; the pipeline is the bottleneck, and it slows
+down as the identity table grows): use `--people` to trade size for time.
 
 What one run does, in order:
 
@@ -64,7 +64,9 @@ from __future__ import annotations
 
 import argparse
 import base64
+import bisect
 import contextlib
+import hashlib
 import itertools
 import json
 import os
@@ -216,8 +218,11 @@ def _zipf_cum(n: int, s: float) -> list[float]:
 
 
 class PopulationBuilder:
-    def __init__(self, *, seed: int, people: int, claimants: int, families: int, prefix: str = "") -> None:
+    def __init__(
+        self, *, seed: int, people: int, claimants: int, families: int, family_gap: int = 0, prefix: str = ""
+    ) -> None:
         self.rng = random.Random(seed)
+        self.family_gap = family_gap
         self.n = people
         self.claimants = claimants
         self.families = families
@@ -290,13 +295,18 @@ class PopulationBuilder:
         span = 60 * _DAY_MS
         for person in people:
             self._timeline(person, start=rng.randrange(span))
+        # Members log in on the family device days after its owner, and at least `family_gap`
+        # events later in the stream: concurrent requests reorder a few seconds of traffic, and
+        # a member's login resolved before the owner's would (legitimately, in arrival order)
+        # take over the device and the owner's anonymous events on it.
+        stream = sorted(e.ts for e in self.events)
         for owner, others in families:
             assert owner.login_ms is not None and owner.family_device is not None
+            after = bisect.bisect_right(stream, owner.login_ms) + self.family_gap
+            floor = stream[after] if after < len(stream) else stream[-1] + _DAY_MS
             for m in others:
                 for _ in range(rng.randint(1, 3)):
-                    # Well after the owner's first login, so that no reordering in flight can
-                    # put a member's login before the owner's.
-                    t = owner.login_ms + int(rng.uniform(1.0, 20.0) * _DAY_MS)
+                    t = max(owner.login_ms + int(rng.uniform(1.0, 20.0) * _DAY_MS), floor + rng.randrange(2 * _DAY_MS))
                     self._emit(t, m, "identify", owner.family_device, m.user_id, m.email, "traits")
                     for _ in range(rng.randint(0, 3)):
                         t += self._gap() % (30 * 60_000)
@@ -645,6 +655,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="user ids claiming test@example.com (default 5,000 per 100,000 people)")  # fmt: skip
     pop.add_argument("--family-devices", type=int, default=None,
                      help="devices shared by 2-4 people (default 1 per 100 people)")  # fmt: skip
+    pop.add_argument("--family-gap-events", type=int, default=20_000,
+                     help="members log in on a family device at least this many events after its owner in the "
+                     "stream (0: only days later in time, which in-flight reordering can invert)")  # fmt: skip
     pop.add_argument("--seed", type=int, default=7)
     pop.add_argument("--batch-size", type=int, default=100, help="messages per /v1/batch request")
     pop.add_argument("--shuffle-window", type=int, default=100, help="shuffle the time-ordered stream in windows")
@@ -727,6 +740,78 @@ def sample_waits(db: psycopg.Connection[Any], tally: Counter[str]) -> None:
     tally["_samples"] += 1
 
 
+def _proc_cpu(pid: int) -> float:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+class BackendCpu:
+    """CPU used by this database's PostgreSQL backends (and the server's own processes),
+    sampled during the run: the app recycles its connections (CONN_MAX_AGE), and a before
+    and after snapshot misses every backend that exited in between."""
+
+    _SQL = (
+        "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND "
+        "(datname = current_database() OR backend_type <> 'client backend')"
+    )
+
+    def __init__(self, db: psycopg.Connection[Any]) -> None:
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        for (pid,) in db.execute(self._SQL).fetchall():
+            self.first[pid] = self.last[pid] = _proc_cpu(pid)
+
+    def sample(self, db: psycopg.Connection[Any]) -> None:
+        for (pid,) in db.execute(self._SQL).fetchall():
+            self.first.setdefault(pid, 0.0)  # born during the run
+            self.last[pid] = max(self.last.get(pid, 0.0), _proc_cpu(pid))
+
+    def total(self) -> float:
+        return sum(self.last[pid] - self.first[pid] for pid in self.last)
+
+
+def sample_advisory(db: psycopg.Connection[Any], tally: Counter[int]) -> None:
+    """The advisory locks (one per identifier, taken by resolution) that backends wait for."""
+    rows = db.execute(
+        "SELECT l.classid::bigint, l.objid::bigint FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+        "WHERE d.datname = current_database() AND l.locktype = 'advisory' AND NOT l.granted"
+    ).fetchall()
+    for hi, lo in rows:
+        key = (hi << 32) | lo
+        tally[key - (1 << 64) if key >= 1 << 63 else key] += 1
+
+
+def advisory_waits_by_kind(tally: Counter[int], work: Workload) -> dict[str, int]:
+    """Name the waited-for locks, assuming the app hashes identifiers as it does today
+    (blake2b-64 of "kind\\0value"); anything else shows as unknown."""
+    if not tally:
+        return {}
+    family = {p.family_device for p in work.population.people if p.family_device}
+    names: dict[int, str] = {}
+    for keys in work.ids:
+        for kind, value in keys:
+            digest = hashlib.blake2b(f"{kind}\x00{value}".encode(), digest_size=8).digest()
+            h = int.from_bytes(digest, "big", signed=True)
+            if h in tally and h not in names:
+                if value == SHARED_EMAIL:
+                    names[h] = f"email {SHARED_EMAIL} ({work.population.claimants:,} claimants)"
+                elif kind == "anonymous_id" and value in family:
+                    names[h] = "anonymous_id of a family device"
+                else:
+                    names[h] = f"{kind} of one person"
+    by_kind: Counter[str] = Counter()
+    for h, n in tally.items():
+        by_kind[names.get(h, "unknown")] += n
+    return dict(by_kind.most_common())
+
+
 def server_settings(db: psycopg.Connection[Any]) -> dict[str, str]:
     names = ("autovacuum", "shared_buffers", "synchronous_commit", "max_connections")
     rows = db.execute("SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s)", [list(names)])
@@ -797,7 +882,9 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     try:
         t0 = time.perf_counter()
-        pop = PopulationBuilder(seed=args.seed, people=people, claimants=claims, families=families).build()
+        pop = PopulationBuilder(
+            seed=args.seed, people=people, claimants=claims, families=families, family_gap=args.family_gap_events
+        ).build()
         work = build_workload(pop, batch_size=args.batch_size, shuffle_window=args.shuffle_window, seed=args.seed)
         total = len(work.truth)
         warm_pop = PopulationBuilder(seed=args.seed + 1000, people=args.warmup_people, claimants=5,
@@ -857,6 +944,9 @@ def run(args: argparse.Namespace) -> int:
         say(f"posting {total:,} events in {len(work.bodies):,} requests from {args.concurrency} threads; "
             "polling until every event is resolved")  # fmt: skip
         meter = CpuMeter(db, {"gunicorn": gunicorn, **{w.name: w for w in workers}})
+        backend_cpu = BackendCpu(db)
+        db.commit()
+        advisory: Counter[int] = Counter()
         holder: dict[str, Any] = {}
 
         def load() -> None:
@@ -902,8 +992,15 @@ def run(args: argparse.Namespace) -> int:
             near_end = load_done_at is not None and left < 20_000
             if not near_end:
                 sample_waits(poll, waits)
+                sample_advisory(poll, advisory)
+                backend_cpu.sample(poll)
             time.sleep(0.1 if near_end else 0.5)
+        backend_cpu.sample(poll)
         cpu = meter.stop()
+        pg_cpu = backend_cpu.total()
+        # Backends that exited during the run fell into "other"; count them as PostgreSQL.
+        cpu["other"] = max(0.0, cpu.get("other", 0.0) + cpu.get("postgres", 0.0) - pg_cpu)
+        cpu["postgres"] = pg_cpu
         poll.close()
         drain_seconds = end_to_end - (load_done_at - start) if end_to_end and load_done_at else None
         load_result = holder.get("load")
@@ -956,6 +1053,8 @@ def run(args: argparse.Namespace) -> int:
             "http_events_per_s": round(load_result.events_acked / load_result.seconds) if load_result.seconds else 0,
             "latency_p50_ms": round(percentile(lat, 50) * 1000, 1),
             "latency_p99_ms": round(percentile(lat, 99) * 1000, 1),
+            "latency_max_ms": round(lat[-1] * 1000, 1) if lat else None,
+            "requests_over_1s": sum(1 for x in lat if x > 1.0),
             "end_to_end_seconds": round(end_to_end, 2) if end_to_end else None,
             "end_to_end_events_per_s": round(e2e_eps),
             "drain_seconds": _r(drain_seconds), "drained_events": left_at_load_end,
@@ -968,6 +1067,7 @@ def run(args: argparse.Namespace) -> int:
                                  "p99": _r(lag[0][1] if lag and lag[0] else None), "max": _r(lag[1] if lag else None)},
             "max_backlog": max((b for _, b in backlog), default=0),
             "postgres_waits": _wait_shares(waits), "postgres_settings": pg_settings,
+            "advisory_lock_waits": advisory_waits_by_kind(advisory, work),
             "cpu_seconds": {k: round(v, 2) for k, v in cpu.items()},
             "ours": _scores(ours), "union_find": _scores(ref), "tombstones": chain_stats, "graph": graph,
             "worker_log_errors": log_errors, "errors": errors,
@@ -1078,7 +1178,8 @@ def print_report(r: dict[str, Any]) -> None:
           f"({r['drained_events']:,} events in {r['drain_seconds']} s, no HTTP beside it)\n")  # fmt: skip
     w(
         f"HTTP alone: {_fmt(r['http_events_per_s'])} events/s stored ({r['http_seconds']:.2f} s, p50 "
-        f"{r['latency_p50_ms']} ms, p99 {r['latency_p99_ms']} ms); largest backlog {r['max_backlog']:,} events; "
+        f"{r['latency_p50_ms']} ms, p99 {r['latency_p99_ms']} ms, max {r['latency_max_ms']} ms, "
+        f"{r['requests_over_1s']} over 1 s); largest backlog {r['max_backlog']:,} events; "
         f"lag stored -> processed p50 {r['resolution_lag_s']['p50']} s, p99 {r['resolution_lag_s']['p99']} s\n"
     )
     cpu = r["cpu_seconds"]
@@ -1124,6 +1225,9 @@ def print_report(r: dict[str, Any]) -> None:
     if r["postgres_waits"]:
         w("PostgreSQL backends of this database, sampled every 0.5 s while busy: "
           + ", ".join(f"{k} {v}" for k, v in r["postgres_waits"].items()) + "\n")  # fmt: skip
+    if r["advisory_lock_waits"]:
+        w("  waiting for advisory locks on (samples): "
+          + ", ".join(f"{k} {v:,}" for k, v in r["advisory_lock_waits"].items()) + "\n")  # fmt: skip
     if r["worker_log_errors"]["lines"]:
         w(
             f"worker log: {r['worker_log_errors']['lines']} retries or errors (retries by exception: "

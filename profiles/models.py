@@ -18,8 +18,14 @@ _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 def new_profile_key() -> str:
-    """A public id shaped like Segment's segment_id, e.g. `use_4paotyretuj4Ta2bEYQ0vKOq1e7`."""
-    return "use_" + "".join(secrets.choice(_ALPHABET) for _ in range(27))
+    """A public id shaped like Segment's segment_id, e.g. `use_4paotyretuj4Ta2bEYQ0vKOq1e7`:
+    27 base-62 digits of one 160-bit random number (a single read of the OS's randomness)."""
+    number = int.from_bytes(secrets.token_bytes(20), "big")
+    digits = []
+    for _ in range(27):
+        number, digit = divmod(number, 62)
+        digits.append(_ALPHABET[digit])
+    return "use_" + "".join(digits)
 
 
 class Profile(models.Model):

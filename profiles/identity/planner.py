@@ -220,7 +220,7 @@ class _Planner:
         kinds = {key[0] for key in new}
         if len(owners) > 1:
             kinds.update(kind for o in owners for kind in g.times[o])
-        for kind in sorted(kinds):
+        for kind in sorted(kinds, key=lambda k: (rules.rule(k).rank, k)):  # report the most trusted rule broken
             # A limit holds in every window, not only the one ending now: identifiers keep
             # their first-seen time through a merge, so a merge can crowd an old week too.
             rule = rules.rule(kind)

