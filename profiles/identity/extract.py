@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from profiles.identity.planner import Message
 from profiles.identity.rules import IdentityRules, IdKey
+
+# The columns of a stored event that `event_message` reads, in its argument order.
+EVENT_COLUMNS = (
+    "id", "timestamp", "source_id", "message_id", "type", "user_id", "anonymous_id", "previous_id", "traits",
+    "context", "properties", "integrations",
+)  # fmt: skip
 
 _DEVICE_TYPES = ("android", "ios")
 # Longer values are not identifiers: no real id is this long, and a unique index on
@@ -92,3 +99,16 @@ def extract_identifiers(
         if len(key[1]) <= MAX_IDENTIFIER_CHARS and len(key[0]) <= 64 and not rules.rule(key[0]).blocks(key[1])
     ]
     return sorted(unique, key=rules.rank_key)
+
+
+def event_message(row: tuple[Any, ...], rules: IdentityRules) -> Message:
+    """The planner's view of a stored event, from its `EVENT_COLUMNS`. A group call's
+    `traits` describe the group, so only identify traits count; only alias has a previousId."""
+    event_id, timestamp, source_id, message_id, type_, user_id, anonymous_id, previous_id, traits = row[:9]
+    context, properties, integrations = row[9:12]
+    identifiers = extract_identifiers(
+        user_id=user_id, anonymous_id=anonymous_id, traits=traits if type_ == "identify" else None,
+        context=context, properties=properties, integrations=integrations, rules=rules,
+    )  # fmt: skip
+    return Message(event_id, timestamp, source_id, message_id, tuple(identifiers),
+                   previous_id if type_ == "alias" else None)  # fmt: skip

@@ -16,7 +16,7 @@ from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.utils import timezone
 
-from profiles.identity.extract import extract_identifiers
+from profiles.identity.extract import EVENT_COLUMNS, event_message
 from profiles.identity.planner import GraphView, Message, ProfileView, merge_violation, plan
 from profiles.identity.rules import IdentityRules, IdKey
 from profiles.models import Demotion, Event, Identity, IdentityAudit, IdentityLink, Merge, Profile, new_profile_key
@@ -56,12 +56,7 @@ def _require_reason(reason: str) -> str:
 
 def _event_key(rules: IdentityRules, held: set[IdKey], row: tuple[Any, ...]) -> IdKey | None:
     """The most trusted of an event's identifiers that `held` contains."""
-    _, type_, user_id, anonymous_id, traits, context, properties, integrations = row
-    keys = extract_identifiers(
-        user_id=user_id, anonymous_id=anonymous_id, traits=traits if type_ == "identify" else None,
-        context=context, properties=properties, integrations=integrations, rules=rules,
-    )  # fmt: skip
-    return next((k for k in keys if k in held), None)
+    return next((k for k in event_message(row, rules).identifiers if k in held), None)
 
 
 # --- Split ------------------------------------------------------------------------------
@@ -149,9 +144,7 @@ def profile_split(*, profile_id: int, identifiers: Sequence[IdKey], actor: Actor
 
 
 def _reassign_events(profile_id: int, held: set[IdKey], group_of: dict[IdKey, int], rules: IdentityRules) -> int:
-    rows = Event.objects.filter(profile_id=profile_id).values_list(
-        "id", "type", "user_id", "anonymous_id", "traits", "context", "properties", "integrations"
-    )
+    rows = Event.objects.filter(profile_id=profile_id).values_list(*EVENT_COLUMNS)
     moves: dict[int, list[int]] = defaultdict(list)
     for row in rows.iterator(chunk_size=REBUILD_CHUNK):
         key = _event_key(rules, held, row)
@@ -263,20 +256,12 @@ def identities_rebuild(
         old_owner: dict[int, int | None] = {}
 
         def messages() -> Iterator[Message]:
-            rows = Event.objects.order_by("timestamp", "id").values_list(
-                "id", "timestamp", "source_id", "message_id", "type", "user_id", "anonymous_id", "previous_id",
-                "traits", "context", "properties", "integrations", "profile_id",
-            )  # fmt: skip
+            rows = Event.objects.order_by("timestamp", "id").values_list(*EVENT_COLUMNS, "profile_id")
             for n, row in enumerate(rows.iterator(chunk_size=REBUILD_CHUNK), start=1):
-                eid, ts, source_id, message_id, type_, uid, aid, prev, traits, context, props, integ, old = row
-                old_owner[eid] = old
-                keys = extract_identifiers(
-                    user_id=uid, anonymous_id=aid, traits=traits if type_ == "identify" else None, context=context,
-                    properties=props, integrations=integ, rules=rules,
-                )  # fmt: skip
+                old_owner[row[0]] = row[-1]
                 if progress and n % 1000 == 0:
                     progress(1000)
-                yield Message(eid, ts, source_id, message_id, tuple(keys), prev if type_ == "alias" else None)
+                yield event_message(row, rules)
             if progress:
                 progress(len(old_owner) % 1000)
 

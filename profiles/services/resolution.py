@@ -23,7 +23,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from psycopg.types.json import set_json_loads
 
-from profiles.identity.extract import extract_identifiers
+from profiles.identity.extract import EVENT_COLUMNS, event_message
 from profiles.identity.planner import GraphView, Message, Plan, ProfileView, plan
 from profiles.identity.rules import IdentityRules, IdKey
 from profiles.models import Demotion, Event, Identity, IdentityLink, Merge, Profile, new_profile_key
@@ -85,10 +85,7 @@ def events_resolve(*, event_ids: Sequence[int], processed_at: datetime | None = 
     return result
 
 
-_FACT_COLUMNS = (
-    "id", "timestamp", "source_id", "message_id", "type", "user_id", "anonymous_id", "previous_id", "traits",
-    "context", "properties", "integrations",
-)  # fmt: skip
+_FACT_COLUMNS = EVENT_COLUMNS
 
 
 def _fact_rows(event_ids: Sequence[int]) -> list[tuple[Any, ...]]:
@@ -112,16 +109,7 @@ def _fact_rows(event_ids: Sequence[int]) -> list[tuple[Any, ...]]:
 
 
 def _load_facts(event_ids: Sequence[int], rules: IdentityRules) -> list[_EventFacts]:
-    facts = []
-    for row in _fact_rows(event_ids):
-        eid, ts, source_id, message_id, type_, user_id, anonymous_id, previous_id, traits, context, props, integ = row
-        identifiers = extract_identifiers(
-            user_id=user_id, anonymous_id=anonymous_id, traits=traits if type_ == "identify" else None,
-            context=context, properties=props, integrations=integ, rules=rules,
-        )  # fmt: skip
-        message = Message(eid, ts, source_id, message_id, tuple(identifiers), previous_id if type_ == "alias" else None)
-        facts.append(_EventFacts(message, type_, traits, context))
-    return facts
+    return [_EventFacts(event_message(row, rules), row[4], row[8], row[9]) for row in _fact_rows(event_ids)]
 
 
 def _keys(facts: Iterable[_EventFacts]) -> set[IdKey]:
@@ -263,7 +251,7 @@ def _apply(
 ) -> None:
     now = timezone.now()
     by_event = {f.message.event_id: f for f in facts}
-    real = _create_profiles(outcome, by_event, states, now)
+    real = _create_profiles(outcome, states, now)
 
     def r(ref: int) -> int:
         return real.get(ref, ref)
@@ -297,9 +285,7 @@ def _apply(
     result.unresolved += len(outcome.unresolved)
 
 
-def _create_profiles(
-    outcome: Plan, by_event: dict[int, _EventFacts], states: dict[int, _ProfileState], now: datetime
-) -> dict[int, int]:
+def _create_profiles(outcome: Plan, states: dict[int, _ProfileState], now: datetime) -> dict[int, int]:
     if not outcome.new_profiles:
         return {}
     created = Profile.objects.bulk_create(
