@@ -30,8 +30,7 @@ def events_process(*, event_ids: Sequence[int]) -> PipelineResult:
     # or with no usable identifier) is marked here.
     resolved = events_resolve(event_ids=event_ids, processed_at=now)
     rest = [i for i in event_ids if i not in resolved.marked_ids]
-    if rest:
-        events_mark_processed(event_ids=rest, at=now)
+    marked = events_mark_processed(event_ids=rest, at=now) if rest else 0
     return PipelineResult(
-        processed=resolved.resolved + resolved.unresolved, changed_profile_ids=frozenset(resolved.changed_profile_ids)
+        processed=len(resolved.marked_ids) + marked, changed_profile_ids=frozenset(resolved.changed_profile_ids)
     )

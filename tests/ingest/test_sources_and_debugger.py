@@ -103,3 +103,14 @@ def test_sweep_hands_stale_unprocessed_events_to_the_pipeline(post, source):
     assert sweep_unprocessed() == 3
     assert Event.objects.filter(processed_at__isnull=True).count() == 0
     assert Event.objects.filter(profile__isnull=True).count() == 0  # resolved by the sweep
+
+
+def test_the_pipeline_counts_every_event_it_processed_once(post, source):
+    """Resolved events and events with no usable identifier both count; a rerun counts none."""
+    from ingest.pipeline import events_process
+
+    post("/v1/batch", {"batch": [{"type": "page", "anonymousId": "a1"}, {"type": "page", "anonymousId": "null"}]},
+         key=source.write_key)  # fmt: skip
+    ids = list(Event.objects.values_list("id", flat=True))
+    assert events_process(event_ids=ids).processed == 2
+    assert events_process(event_ids=ids).processed == 0
