@@ -243,7 +243,7 @@ def _pixel_message(params: Mapping[str, list[str]]) -> dict[str, Any]:
             # string arrives as a space.
             text = data.strip().replace(" ", "+").replace("-", "+").replace("_", "/").rstrip("=")
             decoded = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-        except (binascii.Error, ValueError):
+        except ValueError:  # binascii.Error is one
             raise BodyError("invalid_data", "`data` is not base64.") from None
         message = parse_json(decoded)
         key = _first(params, "writeKey")
