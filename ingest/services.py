@@ -8,7 +8,6 @@ debugger, and after the commit hands the new event ids to the pipeline task.
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
