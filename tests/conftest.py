@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,6 +26,8 @@ from ingest.models import Source
 
 REQUIRE_SERVICES = os.environ.get("CDP_REQUIRE_SERVICES") == "1"
 ON_POSTGRES = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+CHROMIUM = os.environ.get("CDP_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(os.environ.get("CDP_ARTIFACTS_DIR", Path(__file__).resolve().parent.parent / "test-artifacts"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -33,6 +37,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         skip = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL)")
         for item in items:
             if "postgres" in item.keywords:
+                item.add_marker(skip)
+    if not CHROMIUM:
+        skip = pytest.mark.skip(reason="needs Chromium (apt-get install chromium, or set CDP_CHROMIUM)")
+        for item in items:
+            if "browser" in item.keywords:
                 item.add_marker(skip)
 
 
@@ -82,3 +91,25 @@ def post(client: Client) -> Callable[..., Any]:
         return client.post(path, data=data, content_type=content_type, headers=extra)
 
     return _post
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (never `playwright install`: no internet here).
+    Tests that use it are marked `browser` and use `live_server`."""
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
+    # around it are synchronous and safe.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    """Where screenshots go (`test-artifacts/`, or CDP_ARTIFACTS_DIR): kept after the run."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS

@@ -28,6 +28,14 @@ def _text(value: Any) -> str | None:
     return None
 
 
+def normalize_identifier(kind: str, raw: str) -> str | None:
+    """A looked-up value as resolution stores it: trimmed, and lowercased for emails."""
+    value = _text(raw)
+    if value is None:
+        return None
+    return value.lower() if kind.lower() == "email" else value
+
+
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
