@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Q
+from django.db import connection
+from django.db.models import F, Func, JSONField, Q, QuerySet, TextField, Value
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Cast, Upper
 
 from profiles.identity.extract import normalize_identifier
-from profiles.models import Demotion, Event, Identity, IdentityAudit, Merge, Profile
+from profiles.models import Demotion, Event, Identity, IdentityAudit, IdentityKind, Merge, Profile
 from profiles.timeline import Cursor
 
 
@@ -135,3 +138,71 @@ def profile_events(
         return rows, None
     rows = rows[:limit]
     return rows, Cursor(timestamp=rows[-1].timestamp, id=rows[-1].id)
+
+
+# --- Search ---------------------------------------------------------------------------------
+
+# Below this many characters a fragment matches too much to be useful, and pg_trgm cannot use
+# its index for it (a trigram needs three characters): such a query only finds exact identifiers.
+SEARCH_MIN_FRAGMENT = 3
+# Identities whose email contains the fragment, at most: the profile ids go into one
+# `id IN (…)` beside the trait index scan, so a fragment like "gmail" stays bounded.
+SEARCH_MAX_IDENTITY_HITS = 1000
+
+
+def _trait_values_text() -> Func | RawSQL:
+    """The profile's trait values (not keys) as upper-case text: on PostgreSQL the very
+    expression that `profile_trait_values_trgm` (migration 0007) indexes with gin_trgm_ops."""
+    if connection.vendor == "postgresql":
+        values = Func(F("traits"), Value("strict $.*"), function="jsonb_path_query_array", output_field=JSONField())
+        return Upper(Cast(values, output_field=TextField()))
+    # SQLite: the values of the top-level keys, through json_each (a scan; no index).
+    return Upper(RawSQL('(SELECT group_concat(value, char(31)) FROM json_each("profiles_profile"."traits"))', []))
+
+
+def profile_search(*, query: str) -> QuerySet[Profile]:
+    """Live profiles matching `query`, unordered (callers order and page it).
+
+    - `kind:value` where kind is an identity kind (or `use`): that identifier, exactly, through
+      `profile_lookup` (the unique (kind, value) index; merged-away identifiers find the winner).
+    - `use_…`: that profile (or its winner).
+    - `key:value` where key is not an identity kind: profiles whose trait `key` equals value.
+    - anything else: any identifier equal to it (one probe of the unique index per kind),
+      emails containing it, and trait values containing it (case-insensitive; on PostgreSQL
+      both fragment searches are pg_trgm GIN index scans, so they stay fast on 1M profiles).
+
+    An empty query matches every live profile."""
+    live = Profile.objects.filter(merged_into__isnull=True)
+    text = query.strip()
+    if not text:
+        return live
+    if text.startswith("use_") and " " not in text:
+        found = profile_lookup(kind="use", value=text)
+        return live.filter(id=found.id) if found else live.none()
+    kinds = set(IdentityKind.objects.values_list("kind", flat=True)) | {"user_id", "anonymous_id", "email"}
+    head, sep, tail = text.partition(":")
+    head = head.strip().lower()
+    if sep and tail.strip():
+        if head in kinds or head in ("use", "profile_id", "segment_id"):
+            found = profile_lookup(kind=head, value=tail)
+            return live.filter(id=found.id) if found else live.none()
+        if head.replace("_", "").replace(".", "").isalnum():
+            value = tail.strip()
+            condition = Q(**{f"traits__{head.replace('.', '__')}": value})
+            if len(value) >= SEARCH_MIN_FRAGMENT:  # narrow by the trigram index first
+                return live.alias(_tv=_trait_values_text()).filter(Q(_tv__contains=value.upper()) & condition)
+            return live.filter(condition)
+    exact = Q()
+    for kind in sorted(kinds):
+        normalized = normalize_identifier(kind, text)
+        if normalized is not None:
+            exact |= Q(kind=kind, value=normalized)
+    ids = set(Identity.objects.filter(exact).values_list("profile_id", flat=True)) if exact else set()
+    if len(text) < SEARCH_MIN_FRAGMENT:
+        return live.filter(id__in=ids)
+    ids.update(
+        Identity.objects.filter(kind="email", value__contains=text.lower()).values_list("profile_id", flat=True)[
+            :SEARCH_MAX_IDENTITY_HITS
+        ]
+    )
+    return live.alias(_tv=_trait_values_text()).filter(Q(id__in=sorted(ids)) | Q(_tv__contains=text.upper()))
