@@ -10,5 +10,6 @@ def healthz(request: HttpRequest) -> HttpResponse:
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz),
+    path("", include("profiles.api.urls")),  # the Profile API (/v1/spaces/…) and /api/v1/, before /v1/<call>
     path("", include("ingest.urls")),
 ]

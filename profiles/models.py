@@ -264,3 +264,24 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.event or self.name or ''} {self.message_id}".strip()
+
+
+class AccessToken(models.Model):
+    """A read-only key to the Profile API and the REST API. Only the SHA-256 of the token is
+    stored; the token itself is shown once, when it is created. A write key is never a token."""
+
+    name = models.CharField(max_length=100)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=16, editable=False, help_text="The token's first characters, to tell it.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, editable=False, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

@@ -70,6 +70,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "corsheaders",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     # Floors, bottom up (docs/architecture.md): each imports only the ones before it.
     "destinations",
     "profiles",
@@ -168,14 +170,43 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = "UTC"
 
 # --- Tracking API edge --------------------------------------------------------------------
-# Browsers post analytics.js events from any origin; only the /v1/ edge allows it.
-CORS_URLS_REGEX = r"^/v1/"
+# Browsers post analytics.js events from any origin; only the /v1/ edge allows it. The
+# Profile API under /v1/spaces/ is server-side only, as Segment's is: no CORS.
+CORS_URLS_REGEX = r"^/v1/(?!spaces/)"
 CORS_ALLOW_ALL_ORIGINS = True
 CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "content-encoding", "user-agent")
 CORS_PREFLIGHT_MAX_AGE = 86400
 # The tracking views read bodies themselves and enforce Segment's 500 KB per request; this
 # is only Django's outer guard for everything else.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+# --- Read APIs (Profile API, /api/v1/) -----------------------------------------------------
+CDP_SPACE_ID = os.environ.get("CDP_SPACE_ID", "") or "default"
+# Requests per second per access token; over it, 429 rate_limit_error (profiles/api/auth.py).
+CDP_API_RATE_LIMIT = int(os.environ.get("CDP_API_RATE_LIMIT", "500"))
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["profiles.api.auth.AccessTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["profiles.api.auth.HasAccessToken"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "profiles.api.base.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "CDP API",
+    "DESCRIPTION": "Segment's Profile API (compatible, under /v1/spaces/) and the CDP's REST API (/api/v1/). "
+    "Authenticate with an access token: HTTP Basic with the token as username, or `Authorization: Bearer`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    # The docs pages load Swagger UI and Redoc from this server (drf-spectacular-sidecar), no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
 
 # --- Static files, i18n -------------------------------------------------------------------
 STATIC_URL = "static/"

@@ -1,0 +1,78 @@
+"""What every read API view shares: access-token auth (HTTP Basic with the token as username,
+or `Authorization: Bearer`), read-only permission, the per-token rate limit, the one error
+shape `{"error": {"code", "message"}}`, and the `Request-Id` header."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from profiles.api.auth import AccessTokenAuthentication, HasAccessToken, TokenRateThrottle
+
+_CODES = {
+    400: "validation_error",
+    401: "authentication_error",
+    403: "authentication_error",
+    404: "not_found",
+    405: "invalid_request_error",
+    406: "invalid_request_error",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def _message(detail: Any) -> str:
+    if isinstance(detail, dict):
+        return "; ".join(f"{key}: {_message(value)}" for key, value in detail.items())
+    if isinstance(detail, list):
+        return " ".join(_message(item) for item in detail)
+    return str(detail)
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Every API error as `{"error": {"code", "message"}}` (the Segment Profile API's shape).
+    Anything not an API error is left to Django (a 500, which is a bug)."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) or "Not found.")
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if not isinstance(exc, exceptions.APIException):
+        return None
+    headers: dict[str, str] = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = str(max(1, round(exc.wait)))
+    code = _CODES.get(exc.status_code, "invalid_request_error")
+    if isinstance(exc, exceptions.Throttled):
+        message = "Too many requests for this access token; retry after the Retry-After seconds."
+    else:
+        message = _message(exc.detail)
+    return Response({"error": {"code": code, "message": message}}, status=exc.status_code, headers=headers)
+
+
+class ApiView(APIView):
+    authentication_classes = [AccessTokenAuthentication]
+    permission_classes = [HasAccessToken]
+    throttle_classes = [TokenRateThrottle]
+    renderer_classes = [JSONRenderer]
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        response["Request-Id"] = uuid.uuid4().hex
+        return response
+
+
+def query(serializer_class: type, request: Request) -> dict[str, Any]:
+    """Validated query parameters, or a 400 `validation_error` naming the bad one."""
+    serializer = serializer_class(data=request.query_params)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)

@@ -1,0 +1,248 @@
+"""Segment's Profile API, compatible: GET
+`/v1/spaces/<space_id>/collections/users/profiles/<id_type>:<value>/<resource>` for traits,
+external_ids, events, metadata and links, plus our `/merges` (why the profile holds what it
+holds). See docs/architecture.md for where we differ (every event type, no 14-day window)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Min
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from profiles.api import schemas, shapes
+from profiles.api.base import ApiView, query
+from profiles.models import Event, Identity, Profile
+from profiles.selectors import profile_events, profile_explain, profile_lookup
+
+TAG = "Segment Profile API"
+COLLECTIONS = {"users"}  # accounts (groups) have no profiles here; see /links
+
+PATH_PARAMETERS = [
+    OpenApiParameter("space_id", str, OpenApiParameter.PATH, description="`default`, or CDP_SPACE_ID."),
+    OpenApiParameter("collection", str, OpenApiParameter.PATH, enum=sorted(COLLECTIONS)),
+    OpenApiParameter(
+        "identifier",
+        str,
+        OpenApiParameter.PATH,
+        description="`<id_type>:<value>` (e.g. `user_id:u1`, `email:ada@example.com`) or the profile's `use_…` id. "
+        "Merged-away identifiers and ids find the profile they were merged into.",
+    ),
+]
+
+
+def space_id() -> str:
+    return str(getattr(settings, "CDP_SPACE_ID", "") or "default")
+
+
+def resolve(*, space: str, collection: str, identifier: str) -> Profile:
+    """The live profile the path names; 404 for another space, collection or an unknown one,
+    400 for an identifier that is not `type:value`."""
+    if space != space_id():
+        raise exceptions.NotFound("Space was not found.")
+    if collection not in COLLECTIONS:
+        raise exceptions.NotFound(f"Collection {collection!r} was not found.")
+    kind, sep, value = identifier.partition(":")
+    if not sep and identifier.startswith("use_"):
+        kind, value = "use", identifier
+    elif not sep or not kind.strip() or not value.strip():
+        raise exceptions.ValidationError(f"The identifier must be <id_type>:<value> or a use_ id, not {identifier!r}.")
+    profile = profile_lookup(kind=kind, value=value)
+    if profile is None:
+        raise exceptions.NotFound("Profile was not found.")
+    return profile
+
+
+def _cursor(*, space: str, profile: Profile, resource: str, has_more: bool, next_: str, limit: int) -> dict[str, Any]:
+    url = f"/v1/spaces/{space}/collections/users/profiles/{profile.key}/{resource}"
+    return {"url": url, "has_more": has_more, "next": next_ if has_more else "", "limit": limit}
+
+
+def _encode(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _decode(text: str | None) -> str:
+    if not text:
+        return ""
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise exceptions.ValidationError({"next": "invalid cursor"}) from exc
+
+
+def _schema(body: Any, *, summary: str, parameters: Any = None) -> Any:
+    return extend_schema(
+        tags=[TAG],
+        summary=summary,
+        parameters=[*PATH_PARAMETERS, *([parameters] if parameters else [])],
+        responses={200: body, **schemas.errors(400, 401, 403, 404, 429)},
+    )
+
+
+class TraitsView(ApiView):
+    @_schema(schemas.TraitsBody, summary="A profile's traits", parameters=schemas.TraitsQuery)
+    def get(self, request: Request, space_id: str, collection: str, identifier: str) -> Response:
+        params = query(schemas.TraitsQuery, request)
+        profile = resolve(space=space_id, collection=collection, identifier=identifier)
+        # Audiences and computed traits are later issues: until then, those classes are empty.
+        keys = [] if params.get("class") else sorted(profile.traits)
+        if "include" in params:
+            wanted = set(params["include"])
+            keys = [key for key in keys if key in wanted]
+        after = _decode(params.get("next"))
+        keys = [key for key in keys if key > after]
+        page, limit = keys[: params["limit"]], params["limit"]
+        if params["verbose"]:
+            meta = profile.trait_meta
+            traits = {
+                key: {
+                    "value": profile.traits[key],
+                    "source_id": shapes.source(meta.get(key, {}).get("source_id")),
+                    "updated_at": meta.get(key, {}).get("at"),
+                }
+                for key in page
+            }
+        else:
+            traits = {key: profile.traits[key] for key in page}
+        cursor = _cursor(
+            space=space_id,
+            profile=profile,
+            resource="traits",
+            has_more=len(keys) > limit,
+            next_=_encode(page[-1]) if page else "",
+            limit=limit,
+        )
+        return Response({"traits": traits, "cursor": cursor})
+
+
+class ExternalIdsView(ApiView):
+    @_schema(schemas.ExternalIdsBody, summary="A profile's identifiers", parameters=schemas.ExternalIdsQuery)
+    def get(self, request: Request, space_id: str, collection: str, identifier: str) -> Response:
+        params = query(schemas.ExternalIdsQuery, request)
+        profile = resolve(space=space_id, collection=collection, identifier=identifier)
+        after = _decode(params.get("next"))
+        try:
+            after_id = int(after) if after else 0
+        except ValueError as exc:
+            raise exceptions.ValidationError({"next": "invalid cursor"}) from exc
+        qs = Identity.objects.filter(profile=profile, id__gt=after_id)
+        if "include" in params:
+            qs = qs.filter(kind__in=params["include"])
+        limit = params["limit"]
+        rows = list(qs.order_by("id")[: limit + 1])
+        page = rows[:limit]
+        cursor = _cursor(
+            space=space_id,
+            profile=profile,
+            resource="external_ids",
+            has_more=len(rows) > limit,
+            next_=_encode(str(page[-1].id)) if page else "",
+            limit=limit,
+        )
+        return Response({"data": [shapes.external_id(row) for row in page], "cursor": cursor})
+
+
+class EventsView(ApiView):
+    @_schema(schemas.SegmentEventsBody, summary="A profile's events, newest first", parameters=schemas.EventsQuery)
+    def get(self, request: Request, space_id: str, collection: str, identifier: str) -> Response:
+        params = query(schemas.EventsQuery, request)
+        profile = resolve(space=space_id, collection=collection, identifier=identifier)
+        events, next_cursor = profile_events(
+            profile_id=profile.id,
+            limit=params["limit"],
+            after=params.get("next"),
+            oldest_first=params["sort"] == "asc",
+            names=params.get("include") or None,
+            exclude_names=params.get("exclude") or None,
+            start=params.get("start"),
+            end=params.get("end"),
+        )
+        cursor = _cursor(
+            space=space_id,
+            profile=profile,
+            resource="events",
+            has_more=next_cursor is not None,
+            next_=next_cursor.encode() if next_cursor else "",
+            limit=params["limit"],
+        )
+        return Response({"data": [shapes.segment_event(event, profile.key) for event in events], "cursor": cursor})
+
+
+class MetadataView(ApiView):
+    @_schema(schemas.MetadataBody, summary="When a profile was created and changed", parameters=schemas.MetadataQuery)
+    def get(self, request: Request, space_id: str, collection: str, identifier: str) -> Response:
+        query(schemas.MetadataQuery, request)
+        profile = resolve(space=space_id, collection=collection, identifier=identifier)
+        events = Event.objects.filter(profile_id=profile.id).values("message_id", "source_id")
+        first = dict(events.order_by("timestamp", "id").first() or {})
+        last = dict(events.order_by("-timestamp", "-id").first() or {})
+        return Response(
+            {
+                "metadata": {
+                    "created_at": shapes.iso(profile.created_at),
+                    "updated_at": shapes.iso(profile.updated_at),
+                    "expires_at": None,
+                    "first_message_id": first.get("message_id"),
+                    "first_source_id": shapes.source(first.get("source_id")),
+                    "last_message_id": last.get("message_id"),
+                    "last_source_id": shapes.source(last.get("source_id")),
+                }
+            }
+        )
+
+
+class LinksView(ApiView):
+    @_schema(schemas.LinksBody, summary="The accounts (groups) a profile belongs to", parameters=schemas.LinksQuery)
+    def get(self, request: Request, space_id: str, collection: str, identifier: str) -> Response:
+        params = query(schemas.LinksQuery, request)
+        profile = resolve(space=space_id, collection=collection, identifier=identifier)
+        limit = params["limit"]
+        groups = list(
+            Event.objects.filter(profile_id=profile.id, type="group", group_id__isnull=False)
+            .values("group_id")
+            .annotate(source_id=Min("source_id"), created_at=Min("timestamp"))
+            .order_by("created_at", "group_id")[: limit + 1]
+        )
+        ids = [
+            {
+                "id": row["group_id"],
+                "type": "group_id",
+                "source_id": shapes.source(row["source_id"]),
+                "collection": "accounts",
+                "created_at": shapes.iso(row["created_at"]),
+                "encoding": "none",
+                "first_message_id": None,
+            }
+            for row in groups[:limit]
+        ]
+        data = [{"to_collection": "accounts", "external_ids": ids}] if ids else []
+        cursor = _cursor(
+            space=space_id, profile=profile, resource="links", has_more=len(groups) > limit, next_="", limit=limit
+        )
+        return Response({"data": data, "cursor": cursor})
+
+
+class MergesView(ApiView):
+    @_schema(schemas.ExplanationBody, summary="Why a profile holds its identifiers (beyond Segment)")
+    def get(self, request: Request, space_id: str, collection: str, identifier: str) -> Response:
+        profile = resolve(space=space_id, collection=collection, identifier=identifier)
+        return Response(shapes.explanation(profile_explain(profile_id=profile.id)))
+
+
+class UnknownResourceView(ApiView):
+    """Any other path under /v1/spaces/: the JSON 404, not Django's HTML one."""
+
+    permission_classes: list[Any] = []
+    authentication_classes: list[Any] = []
+    throttle_classes: list[Any] = []
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request, rest: str) -> Response:
+        raise exceptions.NotFound("No such resource: use traits, external_ids, events, metadata, links or merges.")

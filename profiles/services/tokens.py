@@ -1,0 +1,59 @@
+"""Access tokens for the read APIs: created (shown once), checked, revoked."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from profiles.models import AccessToken
+
+TOKEN_PREFIX = "cdp_pat_"
+# last_used_at is for people ("is this token still in use?"), not an audit log: refreshing it at
+# most once a minute keeps a token under load to one UPDATE a minute instead of one a request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def token_hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def access_token_create(*, name: str, actor: Any = None) -> tuple[AccessToken, str]:
+    """Create a token; returns the row and the token itself, which is stored only as its
+    SHA-256 and cannot be shown again. Raises ValueError for an empty name."""
+    name = name.strip()
+    if not name:
+        raise ValueError("A token needs a name.")
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = AccessToken.objects.create(
+        name=name[:100],
+        token_hash=token_hash(raw),
+        prefix=raw[: len(TOKEN_PREFIX) + 4],
+        created_by=actor if getattr(actor, "pk", None) else None,
+    )
+    return token, raw
+
+
+def access_token_revoke(*, token_id: int, actor: Any = None) -> bool:
+    """Revoke a token for good; idempotent. Returns whether it was live until now."""
+    with transaction.atomic():
+        return bool(AccessToken.objects.filter(id=token_id, revoked_at__isnull=True).update(revoked_at=timezone.now()))
+
+
+def access_token_check(*, raw: str) -> AccessToken | None:
+    """The live token `raw` is, or None (unknown or revoked). Refreshes last_used_at at most
+    once a minute (one conditional UPDATE)."""
+    if not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
+        return None
+    token = AccessToken.objects.filter(token_hash=token_hash(raw), revoked_at__isnull=True).first()
+    if token is None:
+        return None
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        AccessToken.objects.filter(id=token.id).update(last_used_at=now)
+        token.last_used_at = now
+    return token
