@@ -3,21 +3,40 @@ an identifier, merge) call `profiles.services.identity_ops`, like any other call
 
 from __future__ import annotations
 
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import mark_safe
 
-from profiles.models import IdentityConfig, IdentityKind, Profile
-from profiles.selectors import profile_explain
+from profiles.admin_list import EstimatedCountPaginator, HasEmailFilter, LastSeenFilter
+from profiles.models import Event, IdentityConfig, IdentityKind, Profile
+from profiles.profile_page import TimelineFilter, profile_page, profile_timeline
+from profiles.selectors import profile_explain, profile_search
 from profiles.services.identity_ops import IdentityOperationError, identity_remove, profile_merge, profile_split
+from profiles.timeline import BadCursor, Cursor
+
+# Events per timeline page: a screenful grouped by day, one index range scan of 51 rows.
+TIMELINE_PAGE = 50
+
+
+def _with_cursor(request: HttpRequest, cursor: Cursor | None) -> str:
+    """This page's URL with the same filters and another cursor (None: the newest events)."""
+    query = request.GET.copy()
+    query.pop("cursor", None)
+    if cursor is not None:
+        query["cursor"] = cursor.encode()
+    return f"{request.path}?{query.urlencode()}#timeline"
 
 
 class ReasonForm(forms.Form):
@@ -28,51 +47,160 @@ class MergeForm(ReasonForm):
     override = forms.BooleanField(required=False, help_text="Merge even if it breaks a limit, a cap or a split.")
 
 
+class TimelineForm(forms.Form):
+    """The timeline's filters and page cursor, from the query string."""
+
+    type = forms.MultipleChoiceField(choices=Event.Type.choices, required=False, widget=forms.CheckboxSelectMultiple)
+    event = forms.CharField(required=False, max_length=500, label="Event name",
+                            help_text="One name, or several separated by commas.")  # fmt: skip
+    start = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    cursor = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def clean_cursor(self) -> Cursor | None:
+        text = self.cleaned_data["cursor"]
+        if not text:
+            return None
+        try:
+            return Cursor.decode(text)
+        except BadCursor:
+            raise forms.ValidationError("This page link is not valid; start again from the newest events.") from None
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("start") and data.get("end") and data["start"] > data["end"]:
+            raise forms.ValidationError("The start date is after the end date.")
+        return data
+
+    def filters(self) -> TimelineFilter:
+        data, tz = self.cleaned_data, timezone.get_current_timezone()
+        names = tuple(n.strip() for n in (data.get("event") or "").split(",") if n.strip())
+        start = datetime.combine(data["start"], time.min, tz) if data.get("start") else None
+        end = datetime.combine(data["end"] + timedelta(days=1), time.min, tz) if data.get("end") else None
+        return TimelineFilter(types=tuple(data.get("type") or ()), names=names, start=start, end=end)
+
+
 @admin.register(Profile)
 class ProfileAdmin(admin.ModelAdmin[Profile]):
-    list_display = ("key", "display_name", "last_seen_at", "merge_count", "merged_into")
-    search_fields = ("key", "identities__value")
-    list_filter = (("merged_into", admin.EmptyFieldListFilter),)
-    readonly_fields = ("key", "created_at", "updated_at", "first_seen_at", "last_seen_at", "traits", "trait_meta",
-                       "merge_count", "merged_into", "identity_graph_link")  # fmt: skip
-    actions = ["merge_selected"]
+    """The list finds people fast on millions of profiles: the search is `profile_search`
+    (trigram indexes), filters and the last-seen order use indexes, nothing is counted past
+    10,000 rows (`EstimatedCountPaginator`), and each row reads only its own columns. The
+    change view is the read-only profile page with the event timeline."""
+
+    list_display = ("key", "display_name", "email", "last_seen_at", "first_seen_at", "merge_count")
+    list_filter = (LastSeenFilter, HasEmailFilter)
+    search_fields = ("key",)  # shows the search box; `get_search_results` does the searching
+    search_help_text = "Any identifier (user id, email, anonymous id, use_…), part of an email, or a trait value."
+    ordering = ("-last_seen_at",)
+    paginator = EstimatedCountPaginator
+    list_per_page = 50
     show_full_result_count = False
+    actions = ["merge_selected"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.display(description="Name / email")
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Profile]:
+        """Live profiles: a merged-away one is a tombstone, reached through its winner."""
+        return super().get_queryset(request).filter(merged_into__isnull=True)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Profile], search_term: str
+    ) -> tuple[QuerySet[Profile], bool]:
+        if not search_term.strip():
+            return queryset, False
+        return queryset.filter(id__in=profile_search(query=search_term).values("id")), False
+
+    @admin.display(description="Name")
     def display_name(self, obj: Profile) -> str:
         traits = obj.traits or {}
-        return str(traits.get("name") or traits.get("email") or "")
+        full = " ".join(str(traits[k]) for k in ("firstName", "lastName") if traits.get(k))
+        return str(traits.get("name") or full or "")
 
-    @admin.display(description="Identity")
-    def identity_graph_link(self, obj: Profile) -> str:
-        return format_html('<a href="{}">identifiers, merges, split…</a>', reverse("admin:profiles_identity_view",
-                                                                                     args=[obj.pk]))  # fmt: skip
+    @admin.display(description="Email")
+    def email(self, obj: Profile) -> str:
+        return str((obj.traits or {}).get("email") or "")
 
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view(self.identity_view)
         return [path("<int:pk>/identity/", view, name="profiles_identity_view"), *super().get_urls()]
 
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """The profile page: header, traits, identity graph, the timeline, identifiers and
+        history. Read-only; the split and remove forms post to the identity view."""
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        try:
+            page = profile_page(profile_id=int(object_id))
+        except (ValueError, Profile.DoesNotExist):
+            raise Http404(f"No profile with id {object_id!r}.") from None
+        live = page.profile
+        if page.explanation.requested.pk != live.pk:
+            messages.info(request, f"{page.explanation.requested.key} was merged into {live.key}.")
+            url = reverse("admin:profiles_profile_change", args=[live.pk])
+            return HttpResponseRedirect(f"{url}?{request.GET.urlencode()}" if request.GET else url)
+        form = TimelineForm(request.GET)
+        timeline = None
+        if form.is_valid():
+            timeline = profile_timeline(
+                profile_id=live.pk,
+                merges=page.explanation.merges,
+                merge_keys=page.merge_keys,
+                filters=form.filters(),
+                after=form.cleaned_data["cursor"],
+                limit=TIMELINE_PAGE,
+                tz=timezone.get_current_timezone(),
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": page.name or page.email or live.key,
+            "page": page,
+            "x": page.explanation,
+            "svg": mark_safe(page.graph.svg),  # built from escaped text (graph_svg)
+            "form": form,
+            "timeline": timeline,
+            "newer_url": _with_cursor(request, None) if form.is_valid() and form.cleaned_data["cursor"] else None,
+            "older_url": _with_cursor(request, timeline.next_cursor) if timeline and timeline.next_cursor else None,
+            "filtered": form.is_valid() and any(form.cleaned_data.get(k) for k in ("type", "event", "start", "end")),
+            "tz_name": timezone.get_current_timezone_name(),
+            "reason_form": ReasonForm(),
+            "can_change": self.has_change_permission(request, live),
+            "next": request.get_full_path(),
+            "opts": self.model._meta,
+            "original": live,
+        }
+        return TemplateResponse(
+            request, "admin/profiles/profile/profile_page.html", context, status=200 if form.is_valid() else 400
+        )
+
     def identity_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        """The explanation of a profile, with the split and remove forms."""
+        """The explanation of a profile, with the split and remove forms (also embedded in
+        the profile page, which posts here with `next` to come back to)."""
         get_object_or_404(Profile, pk=pk)
-        if request.method == "POST" and self.has_change_permission(request):
+        if request.method == "POST":
+            if not self.has_change_permission(request):
+                raise PermissionDenied
             form = ReasonForm(request.POST)
             if form.is_valid():
                 try:
                     self._act(request, pk, form.cleaned_data["reason"])
                 except IdentityOperationError as exc:
                     messages.error(request, str(exc))
-                return HttpResponseRedirect(request.path)
-            messages.error(request, "Say why: a reason is required.")
+            else:
+                messages.error(request, "Say why: a reason is required.")
+            back = request.POST.get("next", "")
+            safe = url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()})
+            return HttpResponseRedirect(back if back and safe else request.path)
         explanation = profile_explain(profile_id=pk)
         context = {
             **self.admin_site.each_context(request),
             "title": f"Identity of {explanation.profile.key}",
             "x": explanation,
-            "form": ReasonForm(),
+            "reason_form": ReasonForm(),
+            "can_change": self.has_change_permission(request),
+            "next": "",
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/profiles/profile/identity.html", context)
