@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
-from rest_framework import exceptions
+from rest_framework import exceptions, serializers
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -73,6 +73,15 @@ class ApiView(APIView):
 
 def query(serializer_class: type, request: Request) -> dict[str, Any]:
     """Validated query parameters, or a 400 `validation_error` naming the bad one."""
-    serializer = serializer_class(data=request.query_params)
+    fields = serializer_class().fields
+    data = {
+        key: request.query_params.getlist(key)
+        if isinstance(fields.get(key), serializers.MultipleChoiceField)
+        else request.query_params.get(key)
+        for key in request.query_params
+    }
+    # A plain dict, not the QueryDict: DRF reads an empty `?next=` from a form as absent, and
+    # the schema promises that an empty value is refused.
+    serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,10 +22,13 @@ REF = OpenApiParameter(
     str,
     OpenApiParameter.PATH,
     description="The profile's `use_…` id, or any identifier `kind:value` (e.g. `email:ada@example.com`).",
+    examples=[OpenApiExample("user id", value="user_id:u1")],
 )
 
 
 def resolve(ref: str) -> Profile:
+    if "\x00" in ref:
+        raise exceptions.ValidationError("A profile reference may not contain NUL characters.")
     kind, sep, value = ref.partition(":")
     if not sep:
         kind, value = "use", ref

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Min
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,7 +25,13 @@ TAG = "Segment Profile API"
 COLLECTIONS = {"users"}  # accounts (groups) have no profiles here; see /links
 
 PATH_PARAMETERS = [
-    OpenApiParameter("space_id", str, OpenApiParameter.PATH, description="`default`, or CDP_SPACE_ID."),
+    OpenApiParameter(
+        "space_id",
+        str,
+        OpenApiParameter.PATH,
+        description="`default`, or CDP_SPACE_ID.",
+        examples=[OpenApiExample("default", value="default")],
+    ),
     OpenApiParameter("collection", str, OpenApiParameter.PATH, enum=sorted(COLLECTIONS)),
     OpenApiParameter(
         "identifier",
@@ -33,6 +39,10 @@ PATH_PARAMETERS = [
         OpenApiParameter.PATH,
         description="`<id_type>:<value>` (e.g. `user_id:u1`, `email:ada@example.com`) or the profile's `use_…` id. "
         "Merged-away identifiers and ids find the profile they were merged into.",
+        examples=[
+            OpenApiExample("user id", value="user_id:u1"),
+            OpenApiExample("email", value="email:ada@example.com"),
+        ],
     ),
 ]
 
@@ -48,6 +58,8 @@ def resolve(*, space: str, collection: str, identifier: str) -> Profile:
         raise exceptions.NotFound("Space was not found.")
     if collection not in COLLECTIONS:
         raise exceptions.NotFound(f"Collection {collection!r} was not found.")
+    if "\x00" in identifier:
+        raise exceptions.ValidationError("The identifier may not contain NUL characters.")
     kind, sep, value = identifier.partition(":")
     if not sep and identifier.startswith("use_"):
         kind, value = "use", identifier

@@ -17,7 +17,7 @@ urlpatterns = [
     path(f"{PROFILE}/metadata", segment.MetadataView.as_view(), name="profile-api-metadata"),
     path(f"{PROFILE}/links", segment.LinksView.as_view(), name="profile-api-links"),
     path(f"{PROFILE}/merges", segment.MergesView.as_view(), name="profile-api-merges"),
-    re_path(r"^v1/spaces/(?P<rest>.*)$", segment.UnknownResourceView.as_view()),
+    re_path(r"^v1/spaces/(?P<rest>[\s\S]*)$", segment.UnknownResourceView.as_view()),  # even a newline
     path("api/v1/profiles", rest.ProfileSearchView.as_view(), name="api-profiles"),
     path("api/v1/profiles/<str:ref>", rest.ProfileView.as_view(), name="api-profile"),
     path("api/v1/profiles/<str:ref>/events", rest.ProfileEventsView.as_view(), name="api-profile-events"),

@@ -1,0 +1,68 @@
+"""Access tokens: hashed, shown once, revocable, read-only; from the command line and the admin."""
+
+from __future__ import annotations
+
+import hashlib
+from io import StringIO
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
+from django.test import Client
+
+from profiles.models import AccessToken
+from profiles.services.tokens import access_token_check, access_token_create, access_token_revoke
+from tests.api.conftest import BASE
+from tests.conftest import basic_auth
+
+pytestmark = pytest.mark.django_db
+
+
+def test_command_prints_the_token_on_its_last_line_and_stores_only_its_hash(client: Client, send):
+    send({"type": "identify", "userId": "u1", "traits": {"name": "Ada"}})
+    out = StringIO()
+    call_command("create_access_token", "CRM sync", stdout=out)
+    raw = out.getvalue().strip().splitlines()[-1]
+    token = AccessToken.objects.get(name="CRM sync")
+    assert token.token_hash == hashlib.sha256(raw.encode()).hexdigest()
+    assert raw not in str(list(AccessToken.objects.values()))  # the token itself is nowhere
+    assert raw.startswith(token.prefix)
+    response = client.get(f"{BASE}/user_id:u1/traits", headers={"Authorization": basic_auth(raw)})
+    assert response.json()["traits"] == {"name": "Ada"}
+    token.refresh_from_db()
+    assert token.last_used_at is not None
+    with pytest.raises(CommandError):
+        call_command("create_access_token", "  ")
+
+
+def test_revoked_token_is_refused(client: Client, send):
+    send({"type": "identify", "userId": "u1"})
+    token, raw = access_token_create(name="x")
+    path = f"{BASE}/user_id:u1/traits"
+    assert client.get(path, headers={"Authorization": basic_auth(raw)}).status_code == 200
+    assert access_token_revoke(token_id=token.id) is True
+    assert access_token_revoke(token_id=token.id) is False  # idempotent
+    response = client.get(path, headers={"Authorization": basic_auth(raw)})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "authentication_error"
+    assert access_token_check(raw=raw) is None
+
+
+def test_admin_creates_a_token_shown_once_and_revokes_it(client: Client):
+    admin = User.objects.create_superuser("admin", "a@example.com", "pw")
+    client.force_login(admin)
+    response = client.post("/admin/profiles/accesstoken/add/", {"name": "Warehouse"}, follow=True)
+    assert response.status_code == 200
+    shown = [str(m) for m in response.context["messages"]]
+    raw = next(word for m in shown for word in m.split() if word.startswith("cdp_pat_"))
+    token = AccessToken.objects.get(name="Warehouse")
+    assert token.created_by == admin and access_token_check(raw=raw) == token
+    page = client.get(f"/admin/profiles/accesstoken/{token.id}/change/").content.decode()
+    assert raw not in page and token.prefix in page  # never shown again
+    client.post(
+        "/admin/profiles/accesstoken/",
+        {"action": "revoke", "_selected_action": [token.id]},
+        follow=True,
+    )
+    token.refresh_from_db()
+    assert token.revoked_at is not None and access_token_check(raw=raw) is None
