@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 from django.contrib import admin
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
 from django.db import connection
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
@@ -44,12 +44,26 @@ def queryset_count_estimate(queryset: QuerySet[Any]) -> int:
 
 
 class EstimatedCountPaginator(Paginator):
-    """The admin changelist's paginator, counting with `queryset_count_estimate`. Past the
-    exact range the page count is an estimate: the last pages may come up short or empty."""
+    """The admin changelist's paginator. It reads the first page (plus one row) before
+    counting: when that is everything, it is the count, and a search that finds a handful of
+    people runs its query once. Otherwise it counts with `queryset_count_estimate`, so past
+    10,000 rows the page count is an estimate and the last pages may come up short."""
+
+    @cached_property
+    def _first_rows(self) -> list[Any]:
+        return list(self.object_list[: self.per_page + 1])
 
     @cached_property
     def count(self) -> int:
-        return queryset_count_estimate(self.object_list)  # type: ignore[arg-type]
+        if len(self._first_rows) <= self.per_page:
+            return len(self._first_rows)
+        return max(queryset_count_estimate(self.object_list), len(self._first_rows))  # type: ignore[arg-type]
+
+    def page(self, number: Any) -> Page:
+        number = self.validate_number(number)
+        if number == 1:
+            return Page(self._first_rows[: self.per_page], number, self)
+        return super().page(number)
 
 
 class LastSeenFilter(admin.SimpleListFilter):

@@ -108,8 +108,8 @@ def identity_graph_svg(*, nodes: Sequence[GraphNode], edges: Sequence[GraphEdge]
         parts.append(
             f'<g class="node" data-id="{n.id}" data-kind="{escape(n.kind)}" data-value="{escape(n.value)}">'
             f"<title>{full}</title>"
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="9" fill="{kind_colour(n.kind)}"/>'
-            f'<text x="{x:.1f}" y="{y + 22:.1f}" text-anchor="middle">{escape(_label(n.value))}</text></g>'
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="11" fill="{kind_colour(n.kind)}"/>'
+            f'<text x="{x:.1f}" y="{y + 26:.1f}" text-anchor="middle">{escape(_label(n.value))}</text></g>'
         )
     parts.append("</svg>")
     return GraphPicture(

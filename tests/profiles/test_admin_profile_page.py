@@ -10,6 +10,7 @@ from django.contrib.auth.models import Permission, User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from profiles.admin_list import queryset_count_estimate
 from profiles.models import Event, Identity, Merge, Profile
 from tests.profiles.admin_demo import LAPTOP, PHONE, send_ana
 
@@ -234,7 +235,7 @@ def test_list_never_counts_the_whole_table(admin_client, ana, send, monkeypatch)
     """Past EXACT_COUNT_UP_TO rows the count is PostgreSQL's estimate: pg_class.reltuples for
     the whole table, EXPLAIN's estimate for a filtered list. (The bound is lowered here.)"""
     monkeypatch.setattr("profiles.admin_list.EXACT_COUNT_UP_TO", 5)
-    Profile.objects.bulk_create([Profile(traits={"name": f"P{i}"}) for i in range(40)])
+    Profile.objects.bulk_create([Profile(traits={"name": f"P{i}"}) for i in range(80)])
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE profiles_profile")
     with CaptureQueriesContext(connection) as queries:
@@ -243,4 +244,15 @@ def test_list_never_counts_the_whole_table(admin_client, ana, send, monkeypatch)
     counts = [q["sql"] for q in queries if "COUNT(" in q["sql"].upper()]
     assert all("LIMIT 6" in sql for sql in counts), counts  # only capped counts: never the whole table
     assert any("EXPLAIN" in q["sql"] for q in queries)  # the live (filtered) list is estimated
-    assert re.search(r"\b4\d results\b", text(response))  # about 42 live profiles
+    assert re.search(r"\b8\d results\b", text(response))  # about 82 live profiles
+    with CaptureQueriesContext(connection) as queries:
+        assert 75 < queryset_count_estimate(Profile.objects.all()) < 90  # the whole table: reltuples
+    assert [q["sql"] for q in queries] == [
+        "SELECT reltuples::bigint FROM pg_class WHERE oid = 'profiles_profile'::regclass"
+    ]
+
+
+@pytest.mark.parametrize("term", ["contains:x", "name__contains:x", ":", "email:", "use_", "%_\\", "a" * 600])
+def test_odd_searches_answer_without_error(admin_client, ana, term):
+    response = admin_client.get("/admin/profiles/profile/", {"q": term})
+    assert response.status_code == 200 and listed(response) == []

@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Admin benchmark: the profile list on 1M profiles and the profile page of a person with 100k
+events, against raw psycopg SELECTs of the same rows.
+
+    .venv/bin/python bench/admin_pages.py                 # 1,000,000 profiles, 100,000 events
+    .venv/bin/python bench/admin_pages.py --profiles 200000 --events 20000 --reuse
+
+What one run does:
+
+1. Drops and re-creates a PostgreSQL database (`cdp_bench_admin`; a name without "bench" is
+   refused), migrates it, and fills it with `INSERT … SELECT generate_series` (not timed):
+   `--profiles` live profiles with name/email/city traits and spread last-seen times, a
+   user_id identity for each and an email identity for 70%, 5% merged-away tombstones,
+   `--events` events on one person (85% track, 10% page, 5% email opens) over a year and
+   `--other-events` on other people; then VACUUM ANALYZE. `--reuse` skips this step.
+2. Renders each admin page through Django's test client as a logged-in superuser (the
+   whole stack but the socket: middleware, the admin, templates), `--repeat` times after one
+   warm-up, and the reference: the same rows read with one raw psycopg SELECT.
+3. Prints p50/p99 of ours, the reference's p50 and their ratio. The bars: a timeline page
+   under 100 ms (the issue's), and every list page under 200 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if sys.prefix == sys.base_prefix and (ROOT / ".venv/bin/python").exists():
+    os.execv(str(ROOT / ".venv/bin/python"), [str(ROOT / ".venv/bin/python"), *sys.argv])
+sys.path.insert(0, str(ROOT))
+
+FILL = [
+    """INSERT INTO profiles_profile (key, created_at, updated_at, first_seen_at, last_seen_at, traits, trait_meta,
+       merge_count)
+       SELECT 'use_bench' || lpad(i::text, 20, '0'), now(), now(), now() - interval '400 days',
+              now() - (i % 525600) * interval '1 minute',
+              jsonb_build_object('name', 'Person ' || i, 'email', 'p' || i || '@mail' || (i % 97) || '.example',
+                                 'city', (ARRAY['Porto','Lisbon','Berlin','Paris','Oslo'])[1 + i % 5],
+                                 'plan', (ARRAY['free','pro','team'])[1 + i % 3]),
+              '{}'::jsonb, 0
+       FROM generate_series(1, %(profiles)s) i""",
+    """UPDATE profiles_profile SET merged_into_id = id - 1 WHERE id % 20 = 0""",
+    """INSERT INTO profiles_identity (kind, value, profile_id, first_seen_at, last_seen_at, first_message_id,
+       source_id, separations)
+       SELECT 'user_id', 'u' || id, id, now(), now(), 'm', 1, '{}'::jsonb FROM profiles_profile""",
+    """INSERT INTO profiles_identity (kind, value, profile_id, first_seen_at, last_seen_at, first_message_id,
+       source_id, separations)
+       SELECT 'email', traits->>'email', id, now(), now(), 'm', 1, '{}'::jsonb FROM profiles_profile
+       WHERE id % 10 < 7""",
+    """INSERT INTO profiles_event (source_id, message_id, type, event, name, user_id, timestamp, received_at,
+       properties, traits, context, integrations, profile_id, processed_at)
+       SELECT 1, 'big-' || i, CASE WHEN i % 20 < 17 THEN 'track' WHEN i % 20 < 19 THEN 'page' ELSE 'track' END,
+              CASE WHEN i % 20 < 17 THEN (ARRAY['Product Viewed','Product Added','Order Completed'])[1 + i % 3]
+                   WHEN i % 20 = 19 THEN 'Email Opened' END,
+              CASE WHEN i % 20 IN (17, 18) THEN 'Product page' END, 'u1',
+              now() - (i * interval '5 minutes'), now(),
+              jsonb_build_object('url', 'https://shop.example.com/p/' || i, 'email_subject', 'Sale ' || (i % 12),
+                                 'campaign_name', 'c' || (i % 12), 'revenue', i % 100),
+              '{}'::jsonb, jsonb_build_object('page', jsonb_build_object('path', '/p/' || i)), '{}'::jsonb, 1, now()
+       FROM generate_series(1, %(events)s) i""",
+    """INSERT INTO profiles_event (source_id, message_id, type, event, user_id, timestamp, received_at, properties,
+       traits, context, integrations, profile_id, processed_at)
+       SELECT 1, 'other-' || i, 'track', 'Product Viewed', 'u' || (2 + i % 50000), now() - (i * interval '1 minute'),
+              now(), '{}'::jsonb, '{}'::jsonb, '{}'::jsonb, '{}'::jsonb, 2 + i % 50000, now()
+       FROM generate_series(1, %(other_events)s) i""",
+]
+
+
+def fill(url: str, args: argparse.Namespace) -> None:
+    import psycopg
+
+    base, _, name = url.rpartition("/")
+    if "bench" not in name:
+        sys.exit(f"refusing to drop {name!r}: its name lacks 'bench'")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    env = {**os.environ, "DATABASE_URL": url}
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    started = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        sizes = {"profiles": args.profiles, "events": args.events, "other_events": args.other_events}
+        for sql in FILL:
+            for key, value in sizes.items():
+                sql = sql.replace(f"%({key})s", str(int(value)))
+            conn.execute(sql.encode())  # bytes: no placeholders, so % is the modulo operator
+        conn.execute("VACUUM ANALYZE")
+    print(f"filled in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def timed(fn: Callable[[], object], repeat: int) -> list[float]:
+    fn()
+    samples = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t) * 1000)
+    return samples
+
+
+def p99(samples: list[float]) -> float:
+    return sorted(samples)[min(len(samples) - 1, int(len(samples) * 0.99))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/cdp_bench_admin")
+    parser.add_argument("--profiles", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--other-events", type=int, default=400_000)
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--reuse", action="store_true", help="keep the database a previous run filled")
+    args = parser.parse_args()
+    if not args.reuse:
+        fill(args.database_url, args)
+
+    os.environ.update(DATABASE_URL=args.database_url, DJANGO_SETTINGS_MODULE="cdp.settings",
+                      ALLOWED_HOSTS="testserver,localhost")  # fmt: skip
+    import django
+
+    django.setup()
+    import psycopg
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    from profiles.selectors import profile_events
+
+    user, _ = User.objects.get_or_create(username="bench", defaults={"is_staff": True, "is_superuser": True})
+    client = Client()
+    client.force_login(user)
+    _, cursor_50 = profile_events(profile_id=1, limit=2500)  # 50 pages down
+    assert cursor_50 is not None
+    raw = psycopg.connect(args.database_url, autocommit=True)
+    live_page = ("SELECT * FROM profiles_profile WHERE merged_into_id IS NULL "
+                 "ORDER BY last_seen_at DESC, id DESC LIMIT 51")  # fmt: skip
+    timeline = "SELECT * FROM profiles_event WHERE profile_id = 1 ORDER BY timestamp DESC, id DESC LIMIT 51"
+    cases = [
+        ("list", "/admin/profiles/profile/", live_page),
+        ("list, last seen 7 days", "/admin/profiles/profile/?seen=7d", live_page),
+        ("list, has email", "/admin/profiles/profile/?email=yes", live_page),
+        ("list, search an email", "/admin/profiles/profile/?q=p777777%40mail64.example", live_page),
+        ("list, search a fragment", "/admin/profiles/profile/?q=p77777", live_page),
+        ("list, search a trait", "/admin/profiles/profile/?q=Person+123456", live_page),
+        ("profile page (timeline page 1)", "/admin/profiles/profile/1/change/", timeline),
+        ("profile page, timeline page 51", f"/admin/profiles/profile/1/change/?cursor={cursor_50.encode()}", timeline),
+        ("profile page, type=page", "/admin/profiles/profile/1/change/?type=page", timeline),
+        ("profile page, Email Opened", "/admin/profiles/profile/1/change/?event=Email+Opened", timeline),
+    ]
+    print(f"{'page':34} {'ours p50':>9} {'p99':>8} {'ref p50':>8} {'ratio':>7}  bar")
+    failed = False
+    for label, url, reference in cases:
+
+        def ours(url: str = url) -> None:
+            response = client.get(url)
+            assert response.status_code == 200, (url, response.status_code)
+
+        mine = timed(ours, args.repeat)
+        ref = timed(lambda reference=reference: raw.execute(reference).fetchall(), args.repeat)
+        bar = 100 if label.startswith("profile") else 200
+        ok = p99(mine) < bar
+        failed |= not ok
+        print(f"{label:34} {statistics.median(mine):8.1f}ms {p99(mine):7.1f}ms {statistics.median(ref):7.2f}ms "
+              f"{statistics.median(ref) / statistics.median(mine):7.3f}  p99 < {bar} ms {'ok' if ok else 'MISSED'}",
+              flush=True)  # fmt: skip
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
