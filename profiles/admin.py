@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 
-from profiles.admin_list import EstimatedCountPaginator, HasEmailFilter, LastSeenFilter
+from profiles.admin_list import EstimatedCountPaginator, HasEmailFilter, LastSeenFilter, ProfileChangeList
 from profiles.models import Event, IdentityConfig, IdentityKind, Profile
 from profiles.profile_page import TimelineFilter, profile_page, profile_timeline
 from profiles.selectors import profile_explain, profile_search
@@ -99,6 +99,9 @@ class ProfileAdmin(admin.ModelAdmin[Profile]):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ProfileChangeList]:
+        return ProfileChangeList
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Profile]:
         """Live profiles: a merged-away one is a tombstone, reached through its winner."""

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Page, Paginator
 from django.db import connection
 from django.db.models import Exists, OuterRef, QuerySet
@@ -59,11 +60,24 @@ class EstimatedCountPaginator(Paginator):
             return len(self._first_rows)
         return max(queryset_count_estimate(self.object_list), len(self._first_rows))  # type: ignore[arg-type]
 
+    def first_page_rows(self) -> list[Any]:
+        return self._first_rows[: self.per_page]
+
     def page(self, number: Any) -> Page:
         number = self.validate_number(number)
         if number == 1:
             return Page(self._first_rows[: self.per_page], number, self)
         return super().page(number)
+
+
+class ProfileChangeList(ChangeList):
+    """When everything fits on one page, Django's changelist queries the list again for its
+    rows; the paginator already holds them (for a search, that query is the search)."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        if not self.multi_page and isinstance(self.paginator, EstimatedCountPaginator):
+            self.result_list = self.paginator.first_page_rows()
 
 
 class LastSeenFilter(admin.SimpleListFilter):
