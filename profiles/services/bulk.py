@@ -1,7 +1,9 @@
 """Bulk writes for the hot path: one statement for many rows.
 
-On PostgreSQL, `UPDATE … FROM unnest(arrays)` with server-side binding: a single round
-trip whatever the row count, and no per-row SQL to build. Elsewhere, `executemany`.
+On PostgreSQL, `INSERT … SELECT FROM unnest(arrays)` and `UPDATE … FROM unnest(arrays)`
+with server-side binding: a single round trip whatever the row count, and no per-row SQL
+to build (the ORM's bulk_create spent more time compiling than PostgreSQL spent
+inserting). Elsewhere, multi-row VALUES and `executemany`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,64 @@ def pg_cursor() -> psycopg.Cursor[Any]:
     raw = connection.connection
     assert raw is not None
     return psycopg.Cursor(raw)
+
+
+def commit_without_flush() -> None:
+    """In the current transaction, on PostgreSQL: commit without waiting for the WAL to
+    reach the disk (`synchronous_commit = off`, measured 6 ms a commit here).
+
+    Only for writes derived from the event log, which ingest commits durably: resolution
+    and processing marks. A crash loses at most the last fraction of a second of them,
+    whole transactions at a time, and the events they covered are still unprocessed, so
+    the sweep resolves them again. Never relaxes a caller's transaction: it acts only in
+    an outermost `atomic` block."""
+    if connection.vendor == "postgresql" and len(connection.atomic_blocks) == 1:
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
+
+
+def rows_insert(
+    *,
+    table: str,
+    columns: Sequence[tuple[str, str]],
+    rows: Sequence[Sequence[Any]],
+    returning: str | None = None,
+    skip_conflicts: bool = False,
+) -> list[Any]:
+    """Insert `rows` (values in the order of `columns`, each `(name, PostgreSQL type)`).
+    Returns the `returning` column of each inserted row, in order. With `skip_conflicts`,
+    rows that break a unique constraint are skipped (and return nothing)."""
+    if not rows:
+        return []
+    names = ", ".join(name for name, _ in columns)
+    tail = (" ON CONFLICT DO NOTHING" if skip_conflicts else "") + (f" RETURNING {returning}" if returning else "")
+    if connection.vendor == "postgresql":
+        arrays = _pg_arrays(rows, [t for _, t in columns])
+        types = ", ".join(f"%b::{t}[]" for _, t in columns)
+        with pg_cursor() as cursor:
+            cursor.execute(f"INSERT INTO {table} ({names}) SELECT * FROM unnest({types}){tail}", arrays)
+            return [row[0] for row in cursor.fetchall()] if returning else []
+    out: list[Any] = []
+    marks = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    per_statement = max(1, 900 // len(columns))  # SQLite's bound-parameter limit
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            cursor.execute(
+                f"INSERT INTO {table} ({names}) VALUES {', '.join([marks] * len(chunk))}{tail}",
+                [_plain(value) for row in chunk for value in row],
+            )
+            if returning:
+                out.extend(row[0] for row in cursor.fetchall())
+    return out
+
+
+def _pg_arrays(rows: Sequence[Sequence[Any]], types: Sequence[str]) -> list[list[Any]]:
+    """Column arrays for `unnest`; JSON columns as text (psycopg binds the rest as is)."""
+    return [
+        [orjson.dumps(row[i]).decode() for row in rows] if pg_type in ("jsonb", "json") else [row[i] for row in rows]
+        for i, pg_type in enumerate(types)
+    ]
 
 
 def _plain(value: Any) -> Any:
@@ -56,7 +116,7 @@ def rows_update(
             + " FROM unnest(" + ", ".join(f"%b::{t}[]" for t in types) + f") AS v({key[0]}, {', '.join(names)})"
             + f" WHERE {table}.{key[0]} = v.{key[0]}"
         )  # fmt: skip
-        arrays = [[_plain(row[i]) for row in rows] for i in range(len(names) + 1)]
+        arrays = _pg_arrays(rows, types)
         with pg_cursor() as cursor:
             cursor.execute(sql, arrays)
         return

@@ -13,10 +13,11 @@ from typing import Any
 
 import orjson
 import psycopg
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from profiles.models import Event
+from profiles.services.bulk import commit_without_flush
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,4 +135,8 @@ def _store_generic(events: Sequence[EventIn]) -> list[int]:
 def events_mark_processed(*, event_ids: Sequence[int], at: datetime | None = None) -> int:
     """Mark the given events processed. Idempotent: already processed rows are left as
     they are, so `processed_at` keeps the first time. Returns how many rows changed."""
-    return Event.objects.filter(id__in=list(event_ids), processed_at__isnull=True).update(processed_at=timezone.now())
+    with transaction.atomic():
+        commit_without_flush()
+        return Event.objects.filter(id__in=list(event_ids), processed_at__isnull=True).update(
+            processed_at=at or timezone.now()
+        )

@@ -27,7 +27,7 @@ from profiles.identity.extract import EVENT_COLUMNS, event_message
 from profiles.identity.planner import GraphView, Message, Plan, ProfileView, plan
 from profiles.identity.rules import IdentityRules, IdKey
 from profiles.models import Demotion, Event, Identity, IdentityLink, Merge, Profile, new_profile_key
-from profiles.services.bulk import pg_cursor, rows_update
+from profiles.services.bulk import commit_without_flush, pg_cursor, rows_insert, rows_update
 from profiles.services.graph import profile_fold, profile_repoint
 from profiles.services.identity_settings import identity_kinds_register, identity_rules
 from profiles.traits import TraitUpdate, event_trait_updates, traits_apply_updates
@@ -196,7 +196,9 @@ def _lock_view(keys: set[IdKey]) -> tuple[GraphView, dict[int, _ProfileState], d
     for _ in range(LOCK_ATTEMPTS):
         savepoint = transaction.savepoint()
         ids = sorted(set(_owners(keys).values()))
-        profiles = list(Profile.objects.select_for_update().filter(id__in=ids).order_by("id"))
+        # NO KEY UPDATE: the ids never change, so inserts that reference these profiles
+        # (their foreign-key checks take KEY SHARE) are not blocked by the lock.
+        profiles = list(Profile.objects.select_for_update(no_key=True).filter(id__in=ids).order_by("id"))
         rows = _graph_rows(ids, ordered)
         moved = any(row[5] not in ids for row in rows)
         if not moved and all(p.merged_into_id is None for p in profiles):
@@ -229,6 +231,7 @@ def _resolve_chunk(
     facts: list[_EventFacts], rules: IdentityRules, result: ResolveResult, processed_at: datetime | None
 ) -> None:
     with transaction.atomic():
+        commit_without_flush()  # all of it derives from the event log: see the function
         keys = _keys(facts)
         _lock_identifiers(keys)
         # Another worker (a sweep racing the original task) may have resolved some already.
@@ -260,21 +263,17 @@ def _apply(
     _insert_identities(outcome, r, known)
     _touch_identities(outcome, known)
     _insert_links(outcome, by_event, known)
-    Demotion.objects.bulk_create(
-        [
-            Demotion(
-                event_id=d.event_id,
-                message_id=by_event[d.event_id].message.message_id,
-                kind=d.key[0],
-                value=d.key[1],
-                rule=d.rule,
-                profile_id=r(d.profile) if d.profile is not None else None,
-                created_at=now,
-            )
+    rows_insert(
+        table=Demotion._meta.db_table,
+        columns=[("event_id", "bigint"), ("message_id", "text"), ("kind", "text"), ("value", "text"),
+                 ("rule", "text"), ("profile_id", "bigint"), ("created_at", "timestamptz")],
+        rows=[
+            (d.event_id, by_event[d.event_id].message.message_id, d.key[0], d.key[1], d.rule,
+             r(d.profile) if d.profile is not None else None, now)
             for d in outcome.demotions
         ],
-        ignore_conflicts=True,
-    )
+        skip_conflicts=True,
+    )  # fmt: skip
     assignments = {event: r(ref) for event, ref in outcome.assignments.items()}
     _assign_events(assignments, processed_at)
     if processed_at is not None:
@@ -288,9 +287,18 @@ def _apply(
 def _create_profiles(outcome: Plan, states: dict[int, _ProfileState], now: datetime) -> dict[int, int]:
     if not outcome.new_profiles:
         return {}
-    created = Profile.objects.bulk_create(
-        [Profile(key=new_profile_key(), created_at=now, updated_at=now) for _ in outcome.new_profiles]
-    )
+    keys = [new_profile_key() for _ in outcome.new_profiles]
+    ids = rows_insert(
+        table=Profile._meta.db_table,
+        columns=[("key", "text"), ("created_at", "timestamptz"), ("updated_at", "timestamptz"), ("traits", "jsonb"),
+                 ("trait_meta", "jsonb"), ("merge_count", "int4")],
+        rows=[(key, now, now, {}, {}, 0) for key in keys],
+        returning="id",
+    )  # fmt: skip
+    created = [
+        Profile(id=pid, key=key, created_at=now, updated_at=now, traits={}, trait_meta={}, merge_count=0)
+        for pid, key in zip(ids, keys, strict=True)
+    ]
     real = {ref: p.id for ref, p in zip(outcome.new_profiles, created, strict=True)}
     for p in created:
         states[p.id] = _ProfileState(p, dirty=True)
@@ -313,39 +321,36 @@ def _merge_profiles(
     for profile_id, count in outcome.merge_counts.items():
         if profile_id in states:
             states[profile_id].profile.merge_count = count
-    Merge.objects.bulk_create(
-        [
-            Merge(
-                winner_id=s.winner,
-                loser_id=s.loser,
-                event_id=s.event_id,
-                message_id=by_event[s.event_id].message.message_id,
-                identifiers=[f"{k}:{v}" for k, v in s.identifiers],
-                created_at=now,
-            )
+    rows_insert(
+        table=Merge._meta.db_table,
+        columns=[("winner_id", "bigint"), ("loser_id", "bigint"), ("event_id", "bigint"), ("message_id", "text"),
+                 ("reason", "text"), ("identifiers", "jsonb"), ("created_at", "timestamptz")],
+        rows=[
+            (s.winner, s.loser, s.event_id, by_event[s.event_id].message.message_id, "",
+             [f"{k}:{v}" for k, v in s.identifiers], now)
             for s in outcome.merges
-        ]
-    )
+        ],
+    )  # fmt: skip
 
 
 def _insert_identities(outcome: Plan, r: Any, known: dict[IdKey, tuple[int, datetime]]) -> None:
     if not outcome.new_identities:
         return
-    rows = [
-        Identity(
-            kind=n.key[0],
-            value=n.key[1],
-            profile_id=r(n.profile),
-            first_seen_at=n.first_seen,
-            last_seen_at=outcome.seen[n.key][1],
-            first_event_id=n.event_id,
-            first_message_id=n.message_id,
-            source_id=n.source_id,
-        )
+    rows: list[tuple[Any, ...]] = [
+        (n.key[0], n.key[1], r(n.profile), n.first_seen, outcome.seen[n.key][1], n.event_id, n.message_id,
+         n.source_id, {})
         for n in outcome.new_identities
-    ]
-    for row in Identity.objects.bulk_create(rows):
-        known[(row.kind, row.value)] = (row.id, row.last_seen_at)
+    ]  # fmt: skip
+    ids = rows_insert(
+        table=Identity._meta.db_table,
+        columns=[("kind", "text"), ("value", "text"), ("profile_id", "bigint"), ("first_seen_at", "timestamptz"),
+                 ("last_seen_at", "timestamptz"), ("first_event_id", "bigint"), ("first_message_id", "text"),
+                 ("source_id", "int4"), ("separations", "jsonb")],
+        rows=rows,
+        returning="id",
+    )  # fmt: skip
+    for identity_id, row in zip(ids, rows, strict=True):
+        known[(row[0], row[1])] = (identity_id, row[4])
 
 
 def _touch_identities(outcome: Plan, known: dict[IdKey, tuple[int, datetime]]) -> None:
@@ -369,15 +374,15 @@ def _insert_links(outcome: Plan, by_event: dict[int, _EventFacts], known: dict[I
     first: dict[tuple[IdKey, IdKey], Any] = {}
     for link in outcome.links:
         first.setdefault((link.a, link.b), link)
-    IdentityLink.objects.bulk_create(
-        [
-            IdentityLink(
-                a_id=known[a][0], b_id=known[b][0], first_event_id=link.event_id,
-                first_message_id=by_event[link.event_id].message.message_id, first_seen_at=link.timestamp,
-            )
+    rows_insert(
+        table=IdentityLink._meta.db_table,
+        columns=[("a_id", "bigint"), ("b_id", "bigint"), ("first_event_id", "bigint"), ("first_message_id", "text"),
+                 ("first_seen_at", "timestamptz")],
+        rows=[
+            (known[a][0], known[b][0], link.event_id, by_event[link.event_id].message.message_id, link.timestamp)
             for (a, b), link in first.items()
         ],
-        ignore_conflicts=True,
+        skip_conflicts=True,
     )  # fmt: skip
 
 

@@ -1,0 +1,57 @@
+"""The hot path's bulk writes and their durability setting."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection, transaction
+
+from profiles.models import Event, Profile
+from profiles.services.bulk import commit_without_flush, rows_insert
+from profiles.services.events import events_mark_processed
+
+
+def _synchronous_commit() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_commit_without_flush_relaxes_only_its_own_outermost_transaction():
+    with transaction.atomic():
+        commit_without_flush()
+        assert _synchronous_commit() == "off"
+    assert _synchronous_commit() == "on"  # SET LOCAL ended with the transaction
+    with transaction.atomic():  # a caller's transaction, e.g. a staff operation
+        with transaction.atomic():
+            commit_without_flush()
+            assert _synchronous_commit() == "on"
+
+
+@pytest.mark.django_db
+def test_rows_insert_returns_ids_in_order_and_can_skip_conflicts():
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    columns = [("key", "text"), ("created_at", "timestamptz"), ("updated_at", "timestamptz"), ("traits", "jsonb"),
+               ("trait_meta", "jsonb"), ("merge_count", "int4")]  # fmt: skip
+    rows = [(f"use_{i}", at, at, {"n": i, "q": 'a "quoted" \\ value'}, {}, 0) for i in range(5)]
+    ids = rows_insert(table=Profile._meta.db_table, columns=columns, rows=rows, returning="id")
+    assert [Profile.objects.get(id=i).traits["n"] for i in ids] == [0, 1, 2, 3, 4]
+    assert Profile.objects.get(id=ids[0]).traits["q"] == 'a "quoted" \\ value'
+    again = rows_insert(table=Profile._meta.db_table, columns=columns, rows=rows[:2] + [("use_new", at, at, {}, {}, 0)],
+                        returning="id", skip_conflicts=True)  # fmt: skip
+    assert len(again) == 1 and Profile.objects.get(id=again[0]).key == "use_new"
+
+
+@pytest.mark.django_db
+def test_events_are_marked_processed_at_the_time_given(send):
+    send({"type": "track", "anonymousId": "null", "event": "Blocked only"})  # no usable identifier: no profile
+    event = Event.objects.get()
+    at = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+    Event.objects.filter(id=event.id).update(processed_at=None)
+    assert events_mark_processed(event_ids=[event.id], at=at) == 1
+    event.refresh_from_db()
+    assert event.processed_at == at
+    assert events_mark_processed(event_ids=[event.id]) == 0  # keeps the first time
