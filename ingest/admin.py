@@ -7,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -15,6 +15,9 @@ from django.utils.html import format_html
 
 from ingest import selectors
 from ingest.models import RejectedMessage, Source
+from ingest.report_chart import timeline_svg
+from ingest.webhooks import webhook_url
+from profiles import email_report
 
 
 @admin.register(Source)
@@ -23,7 +26,10 @@ class SourceAdmin(admin.ModelAdmin[Source]):
     list_filter = ("kind", "enabled")
     search_fields = ("name", "write_key")
     readonly_fields = ("write_key", "created_at", "tracking_help")
-    fields = ("name", "kind", "enabled", "write_key", "allowed_redirect_domains", "tracking_help", "created_at")
+    fields = (
+        "name", "kind", "enabled", "write_key", "allowed_redirect_domains", "signing_key", "webhook_url",
+        "tracking_help", "created_at",
+    )  # fmt: skip
 
     @admin.display(description="Debugger")
     def debugger_link(self, obj: Source) -> str:
@@ -32,7 +38,17 @@ class SourceAdmin(admin.ModelAdmin[Source]):
     @admin.display(description="How to send")
     def tracking_help(self, obj: Source) -> str:
         if not obj.pk:
-            return "Save the source to get its write key."
+            return "Save the source to get its write key or webhook URL."
+        if obj.kind != Source.Kind.HTTP:
+            url = webhook_url(obj, base_url=settings.CDP_PUBLIC_URL)
+            extra = (
+                format_html(" Bearer token: <code>{}</code>.", obj.webhook_secret)
+                if obj.kind == Source.Kind.BRAZE
+                else ""
+            )
+            return format_html(
+                'Paste this URL into {}: <code id="webhook-url">{}</code>.{}', obj.get_kind_display(), url, extra
+            )
         return format_html(
             "Point any Segment SDK at <code>{}</code> with write key <code>{}</code>.",
             settings.CDP_PUBLIC_URL,
@@ -44,11 +60,18 @@ class SourceAdmin(admin.ModelAdmin[Source]):
             path("debugger/", self.admin_site.admin_view(self.overview_view), name="ingest_debugger"),
             path("<int:pk>/debugger/", self.admin_site.admin_view(self.source_view), name="ingest_source_debugger"),
             path("unknown/debugger/", self.admin_site.admin_view(self.unknown_view), name="ingest_unknown_debugger"),
+            path("email-report/", self.admin_site.admin_view(self.campaigns_view), name="ingest_email_campaigns"),
+            path("email-report/campaign/", self.admin_site.admin_view(self.campaign_view), name="ingest_email_report"),
+            path("email-report/people/", self.admin_site.admin_view(self.people_view), name="ingest_email_people"),
         ]
         return own + super().get_urls()
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        extra_context = {**(extra_context or {}), "debugger_url": reverse("admin:ingest_debugger")}
+        extra_context = {
+            **(extra_context or {}),
+            "debugger_url": reverse("admin:ingest_debugger"),
+            "email_report_url": reverse("admin:ingest_email_campaigns"),
+        }
         return super().changelist_view(request, extra_context)
 
     def overview_view(self, request: HttpRequest) -> HttpResponse:
@@ -78,6 +101,46 @@ class SourceAdmin(admin.ModelAdmin[Source]):
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/ingest/debugger_source.html", context)
+
+    # --- Email campaign report ---------------------------------------------------------------
+
+    def campaigns_view(self, request: HttpRequest) -> HttpResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Email campaigns",
+            "campaigns": email_report.email_campaigns(),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/ingest/email_campaigns.html", context)
+
+    def campaign_view(self, request: HttpRequest) -> HttpResponse:
+        campaign = request.GET.get("campaign", "")
+        if not campaign:
+            raise Http404("Which campaign? Pass ?campaign=.")
+        report = email_report.email_campaign_report(campaign=campaign)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Email campaign: {campaign}",
+            "report": report,
+            "chart": timeline_svg(report.series, bucket=report.bucket),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/ingest/email_report.html", context)
+
+    def people_view(self, request: HttpRequest) -> HttpResponse:
+        campaign, metric = request.GET.get("campaign", ""), request.GET.get("metric", "")
+        if not campaign or metric not in email_report.METRICS:
+            raise Http404("Pass ?campaign= and a known ?metric=.")
+        people, count = email_report.email_campaign_people(campaign=campaign, metric=metric)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{email_report.METRICS[metric].label}: {campaign}",
+            "campaign": campaign,
+            "people": people,
+            "count": count,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/ingest/email_people.html", context)
 
 
 @admin.register(RejectedMessage)

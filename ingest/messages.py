@@ -220,11 +220,14 @@ def normalize(
     received_at: datetime,
     type_: str | None = None,
     defaults: BatchDefaults | None = None,
+    email_identifies: bool = False,
 ) -> EventIn:
     """Validate one message and return it as a canonical event.
 
     `type_` is the endpoint's type for single calls (it wins over the body's); batch items
-    carry their own. Raises `MessageError` with the first problem found."""
+    carry their own. With `email_identifies` (email providers' webhooks, which know the
+    recipient but rarely our ids), an email in `traits` or `context.traits` is identity
+    enough. Raises `MessageError` with the first problem found."""
     if not isinstance(item, dict):
         raise MessageError("invalid_message", "A message must be a JSON object.")
     encoded = encode_checked(item)
@@ -238,7 +241,7 @@ def normalize(
 
     user_id = _identifier(item.get("userId"), "userId")
     anonymous_id = _identifier(item.get("anonymousId"), "anonymousId")
-    if user_id is None and anonymous_id is None:
+    if user_id is None and anonymous_id is None and not (email_identifies and _has_email(item)):
         raise MessageError("missing_identity", "A message needs a userId or an anonymousId.")
 
     event = _text(item.get("event"), "event")
@@ -290,3 +293,9 @@ def normalize(
 
 
 _NO_DEFAULTS = BatchDefaults()
+
+
+def _has_email(item: dict[str, Any]) -> bool:
+    context = item.get("context")
+    holders = (item.get("traits"), context.get("traits") if isinstance(context, dict) else None)
+    return any(isinstance(h, dict) and isinstance(h.get("email"), str) and h["email"].strip() for h in holders)

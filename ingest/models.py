@@ -15,12 +15,26 @@ def new_signing_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
+def new_webhook_secret() -> str:
+    return secrets.token_urlsafe(24)
+
+
 class Source(models.Model):
     """Where events come from. The write key authenticates the tracking API; the signing
-    secret, which never leaves the server, signs tracked links."""
+    secret, which never leaves the server, signs tracked links. An email provider's source
+    (`kind` other than http) receives that provider's webhooks at its own URL
+    (`ingest.webhooks.webhook_url`), authenticated as the provider does it."""
 
     class Kind(models.TextChoices):
         HTTP = "http", "HTTP tracking API"
+        MAILJET = "mailjet", "Mailjet event webhooks"
+        SENDGRID = "sendgrid", "SendGrid event webhook"
+        MAILGUN = "mailgun", "Mailgun webhooks"
+        MAILCHIMP = "mailchimp", "Mailchimp audience webhooks"
+        MANDRILL = "mandrill", "Mailchimp Transactional (Mandrill) webhooks"
+        POSTMARK = "postmark", "Postmark webhooks"
+        SES = "ses", "Amazon SES via SNS"
+        BRAZE = "braze", "Braze Currents (custom HTTP)"
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.HTTP)
@@ -31,6 +45,25 @@ class Source(models.Model):
         blank=True,
         default="",
         help_text="Tracked links may redirect unsigned to these domains and their subdomains. One per line.",
+    )
+    webhook_secret = models.CharField(
+        max_length=100,
+        default=new_webhook_secret,
+        help_text="Ours, part of the webhook URL or header: the Basic-auth password (Mailjet, Postmark), "
+        "the URL secret (Mailchimp), the bearer token (Braze).",
+    )
+    signing_key = models.TextField(
+        blank=True,
+        default="",
+        help_text="The provider's: Mailgun webhook signing key, SendGrid verification public key, Mandrill "
+        "webhook key, or the SNS topic ARN allowed for SES.",
+    )
+    webhook_url = models.CharField(
+        max_length=500,
+        blank=True,
+        default="",
+        help_text="The webhook URL exactly as registered at the provider (Mandrill signs it). "
+        "Empty: the URL shown below.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

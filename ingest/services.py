@@ -126,6 +126,7 @@ def messages_ingest(
     received_at: datetime,
     type_: str | None = None,
     defaults: BatchDefaults | None = None,
+    email_identifies: bool = False,
 ) -> Outcome:
     """Authenticate, validate and store `items`, in one transaction.
 
@@ -147,7 +148,10 @@ def messages_ingest(
             refused.append((Rejection(index, "unauthorized", reason), None, item))
             continue
         try:
-            event = normalize(item, source_id=source.id, received_at=received_at, type_=type_, defaults=defaults)
+            event = normalize(
+                item, source_id=source.id, received_at=received_at, type_=type_, defaults=defaults,
+                email_identifies=email_identifies,
+            )  # fmt: skip
         except MessageError as exc:
             refused.append((Rejection(index, exc.code, exc.message), source, item))
             continue
@@ -321,6 +325,13 @@ def _truncated(payload: Any) -> str:
             text = "(not shown: nested too deeply)"
     # PostgreSQL text cannot hold NUL; keep it visible instead of failing the insert.
     return text[:REJECTED_PAYLOAD_CHARS].replace("\x00", "\\u0000")
+
+
+def refusal_record(
+    *, source: Source | None, endpoint: str, received_at: datetime, code: str, reason: str, payload: Any
+) -> None:
+    """Keep a refused (or unstorable) request in the ingest debugger, counted as rejected."""
+    _record_refused_request(source, endpoint, received_at, code, reason, payload)
 
 
 def _record_refused_request(

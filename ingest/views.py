@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from ingest import services
+from ingest import services, webhooks
 
 # The short paths analytics.js 2.0 posts to, and /v1/import, analytics-android's batch path.
 ENDPOINTS = {
@@ -77,3 +77,16 @@ def click(request: HttpRequest) -> HttpResponse:
         return HttpResponse(f"This link is not valid: {message}\n", status=400, content_type="text/plain",
                             headers=_NO_CACHE)  # fmt: skip
     return HttpResponseRedirect(target, headers=_NO_CACHE)
+
+
+@csrf_exempt
+def webhook(request: HttpRequest, provider: str, source_id: int) -> HttpResponse:
+    """POST /v1/webhooks/<provider>/<source id>: an email provider's events (GET and HEAD
+    answer the URL checks of Mailchimp and Mandrill)."""
+    outcome = webhooks.webhook_ingest(
+        request=request, provider=provider, source_id=source_id, received_at=timezone.now()
+    )
+    response = _json(outcome.status, outcome.body)
+    for name, value in outcome.headers.items():
+        response[name] = value
+    return response

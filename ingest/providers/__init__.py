@@ -1,0 +1,1 @@
+"""Email providers' webhook bodies to Segment messages: one pure parser per provider."""
