@@ -188,7 +188,9 @@ def profile_search(*, query: str) -> QuerySet[Profile]:
             return live.filter(id=found.id) if found else live.none()
         if head.replace("_", "").replace(".", "").isalnum():
             value = tail.strip()
-            condition = Q(**{f"traits__{head.replace('.', '__')}": value})
+            # `__exact` makes every part a key: without it `contains:x` or `has_key:name` ran
+            # those JSON lookups (and `contains` is a 500 on SQLite).
+            condition = Q(**{f"traits__{head.replace('.', '__')}__exact": value})
             if len(value) >= SEARCH_MIN_FRAGMENT:  # narrow by the trigram index first
                 return live.alias(_tv=_trait_values_text()).filter(Q(_tv__contains=value.upper()) & condition)
             return live.filter(condition)
