@@ -51,12 +51,18 @@ def test_profile_page_shows_the_person(admin_client, ana):
     assert "Ana Lima" in header and "ana@lima.example" in header and ana.key in header
     assert "First seen 10 Nov 2026, 09:12" in header and "Last seen 12 Nov 2026, 19:12" in header
     assert "Events 10" in header
+
     # Traits with when and from which message each was set; the phone's identify set the phone.
     assert "city Porto 2026-11-10 09:31 source #" in seen and "m-signup" in seen
     assert re.search(r"phone \+351 912 000 111 2026-11-12 19:07 source #\d+ m-merge", seen)
     assert 'company {"name":"Lima & Filhos"}' in seen
     # Identities with provenance.
     assert f"anonymous_id {PHONE} 2026-11-12 19:05 2026-11-12 19:12 m-phone" in seen
+
+
+def test_the_header_stops_counting_at_a_bound(admin_client, ana, monkeypatch):
+    monkeypatch.setattr("profiles.profile_page.EVENT_COUNT_UP_TO", 7)
+    assert "Events 7+ Identifiers" in text(admin_client.get(url(ana)))
 
 
 def test_identity_graph_draws_identifiers_and_marks_the_merge(admin_client, ana):
@@ -252,7 +258,9 @@ def test_list_never_counts_the_whole_table(admin_client, ana, send, monkeypatch)
     ]
 
 
-@pytest.mark.parametrize("term", ["contains:x", "name__contains:x", ":", "email:", "use_", "%_\\", "a" * 600])
+@pytest.mark.parametrize(
+    "term", ["contains:x", "has_key:name", "name__contains:x", ":", "email:", "use_", "%_\\", "a" * 600]
+)
 def test_odd_searches_answer_without_error(admin_client, ana, term):
     response = admin_client.get("/admin/profiles/profile/", {"q": term})
     assert response.status_code == 200 and listed(response) == []
