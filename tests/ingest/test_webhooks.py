@@ -424,3 +424,37 @@ def test_mailchimp_refuses_a_wrong_secret_and_a_bad_body(client):
     assert post_form(client, url, "type=subscribe&fired_at=yesterday&data%5Bemail%5D=a%40b.c").status_code == 400
     assert post_form(client, url, "nothing=here").status_code == 400
     assert Event.objects.count() == 0
+
+
+def test_mailchimp_upemail_joins_the_new_address_to_the_person(client, django_capture_on_commit_callbacks):
+    from profiles.selectors import profile_lookup
+
+    source = provider_source("mailchimp")
+    url = webhook_url(source, base_url=BASE_URL)
+    upemail = urlencode({
+        "type": "upemail", "fired_at": "2025-03-14 16:10:00", "data[list_id]": "a6b5da1054",
+        "data[new_id]": "51da8c3259", "data[new_email]": "alice.roux@example.com",
+        "data[old_email]": "alice.martin@example.com",
+    })  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post_form(client, url, sample("mailchimp-subscribe.txt")).status_code == 200
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post_form(client, url, upemail).status_code == 200
+    person = profile_lookup(kind="email", value="alice.martin@example.com")
+    assert person is not None and profile_lookup(kind="email", value="alice.roux@example.com") == person
+    assert person.traits["email"] == "alice.roux@example.com" and person.traits["firstName"] == "Alice"
+
+
+def test_postmark_open_with_a_proxy_user_agent_is_a_machine_open(client):
+    source = provider_source("postmark")
+    url = webhook_url(source, base_url=BASE_URL)
+    opened = {
+        "RecordType": "Open", "MessageStream": "outbound", "FirstOpen": True, "Recipient": "alice.martin@example.com",
+        "MessageID": "0f3c8a52-7e1b-4d6a-9c2f-5b8e1d4a7c91", "ReceivedAt": "2025-03-14T14:10:05Z",
+        "Platform": "WebMail", "ReadSeconds": 5, "Tag": "spring_sale_2025", "Metadata": {"cdp_user_id": "u_48213"},
+        "UserAgent": "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)",
+    }  # fmt: skip
+    assert post_json(client, url, opened, {"Authorization": basic(url)}).status_code == 200
+    (event,) = events()
+    assert (event.event, event.user_id, event.properties["machine_open"]) == ("Email Opened", "u_48213", True)
+    assert event.properties["campaign_name"] == "spring_sale_2025"
