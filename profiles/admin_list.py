@@ -7,41 +7,19 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
-import orjson
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Page, Paginator
-from django.db import connection
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from profiles.counting import queryset_count_estimate
 from profiles.models import Identity, Profile
 
 # Up to this many rows a count is exact: counting 10,000 index entries costs ~2 ms, and below
 # it PostgreSQL's estimate is too rough to show (a search that finds 3 people must say 3).
 EXACT_COUNT_UP_TO = 10_000
-
-
-def queryset_count_estimate(queryset: QuerySet[Any]) -> int:
-    """How many rows `queryset` has, without COUNT(*) over a big table. On PostgreSQL: exact
-    up to EXACT_COUNT_UP_TO (a count of a LIMITed subquery); above that, the planner's
-    estimate: `pg_class.reltuples` for the whole table, EXPLAIN's row estimate (reltuples
-    times the filters' selectivity) for a filtered one. Elsewhere: an exact count."""
-    if connection.vendor != "postgresql":
-        return queryset.count()
-    if not queryset.query.where:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
-                           [queryset.model._meta.db_table])  # fmt: skip
-            row = cursor.fetchone()
-        if row and row[0] > EXACT_COUNT_UP_TO:
-            return int(row[0])
-    capped = queryset.order_by()[: EXACT_COUNT_UP_TO + 1].count()
-    if capped <= EXACT_COUNT_UP_TO:
-        return capped
-    plan = orjson.loads(queryset.order_by().explain(format="json"))
-    return max(capped, int(plan[0]["Plan"]["Plan Rows"]))
 
 
 class EstimatedCountPaginator(Paginator):
@@ -58,7 +36,8 @@ class EstimatedCountPaginator(Paginator):
     def count(self) -> int:
         if len(self._first_rows) <= self.per_page:
             return len(self._first_rows)
-        return max(queryset_count_estimate(self.object_list), len(self._first_rows))  # type: ignore[arg-type]
+        count, _ = queryset_count_estimate(self.object_list, exact_up_to=EXACT_COUNT_UP_TO)  # type: ignore[arg-type]
+        return max(count, len(self._first_rows))
 
     def first_page_rows(self) -> list[Any]:
         return self._first_rows[: self.per_page]

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from profiles.counting import queryset_count_estimate
 from profiles.graph_svg import GraphEdge, GraphNode, GraphPicture, graph_legend, identity_graph_svg
 from profiles.models import Event, IdentityLink, Merge, Profile
 from profiles.selectors import Explanation, profile_events, profile_explain
@@ -24,16 +25,16 @@ from profiles.timeline import Cursor
 # are what a marketer reads on the timeline.
 EMAIL_EVENTS = frozenset({"Unsubscribed", "Email Opened", "Email Link Clicked", "Email Delivered", "Email Bounced"})
 TOP_TRAITS = ("name", "email", "firstName", "lastName", "phone", "company", "title", "plan")
-# The header counts a person's events exactly up to here: an index-only scan of 100,000
-# entries costs ~25 ms; past it the header says "100,000+" rather than scanning millions.
-EVENT_COUNT_UP_TO = 100_000
+# The header counts a person's events exactly up to here (an index-only scan: ~3 ms); past it
+# it shows PostgreSQL's estimate, as the profile list does (100,000 entries cost ~25 ms).
+EVENT_COUNT_UP_TO = 10_000
 _LAST_KEY = 2**63  # a manual merge has no event: it sorts after every event of its instant
 
 
 @dataclass(frozen=True)
 class ProfilePage:
     explanation: Explanation
-    event_count: int
+    event_count: tuple[int, bool]  # (count, exact)
     graph: GraphPicture
     legend: list[tuple[str, str]]
     merge_keys: dict[int, tuple[datetime, int]]  # merge id -> where it sits on the timeline
@@ -44,9 +45,10 @@ class ProfilePage:
 
     @property
     def event_count_text(self) -> str:
-        if self.event_count > EVENT_COUNT_UP_TO:
-            return f"{EVENT_COUNT_UP_TO:,}+"
-        return f"{self.event_count:,}"
+        count, exact = self.event_count
+        if exact:
+            return f"{count:,}"
+        return f"about {round(count, 3 - len(str(count))):,}"  # three significant digits
 
     @property
     def name(self) -> str:
@@ -118,7 +120,9 @@ def profile_page(*, profile_id: int) -> ProfilePage:
     }
     return ProfilePage(
         explanation=x,
-        event_count=Event.objects.filter(profile_id=x.profile.id).order_by()[: EVENT_COUNT_UP_TO + 1].count(),
+        event_count=queryset_count_estimate(
+            Event.objects.filter(profile_id=x.profile.id), exact_up_to=EVENT_COUNT_UP_TO
+        ),
         graph=identity_graph_svg(nodes=nodes, edges=edges),
         legend=graph_legend([n.kind for n in nodes]),
         merge_keys=merge_keys,
