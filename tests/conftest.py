@@ -20,11 +20,18 @@ import orjson
 import pytest
 from django.conf import settings
 from django.test import Client
+from hypothesis import settings as hypothesis_settings
 
 from cdp.celery import app as celery_app
 from ingest.models import Source
 
 REQUIRE_SERVICES = os.environ.get("CDP_REQUIRE_SERVICES") == "1"
+
+# CI replays the same generated examples on every run, so a red run is reproducible and a
+# green one cannot turn red by chance; locally, hypothesis explores new examples each run.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if REQUIRE_SERVICES:
+    hypothesis_settings.load_profile("ci")
 ON_POSTGRES = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
 CHROMIUM = os.environ.get("CDP_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(os.environ.get("CDP_ARTIFACTS_DIR", Path(__file__).resolve().parent.parent / "test-artifacts"))

@@ -72,8 +72,12 @@ class ApiView(APIView):
 
 
 def query(serializer_class: type, request: Request) -> dict[str, Any]:
-    """Validated query parameters, or a 400 `validation_error` naming the bad one."""
+    """Validated query parameters, or a 400 `validation_error` naming the bad one. An unknown
+    parameter is refused too: a misspelt filter must not silently return everything."""
     fields = serializer_class().fields
+    unknown = sorted(set(request.query_params) - set(fields))
+    if unknown:
+        raise serializers.ValidationError({name[:40]: "Unknown query parameter." for name in unknown[:5]})
     data = {
         key: request.query_params.getlist(key)
         if isinstance(fields.get(key), serializers.MultipleChoiceField)

@@ -281,4 +281,11 @@ def test_query_counts_are_pinned(get, send, django_assert_num_queries, resource,
     send({"type": "group", "userId": "u1", "groupId": "g1", "timestamp": "2026-11-04T10:00:00Z"})
     get(f"{BASE}/user_id:u1/{resource}")  # the token's last_used_at is fresh: no write per request
     with django_assert_num_queries(queries):  # token, profile, then the resource's own reads
-        assert get(f"{BASE}/user_id:u1/{resource}", limit=20).status_code == 200
+        params = {} if resource == "metadata" else {"limit": 20}  # metadata takes no limit
+        assert get(f"{BASE}/user_id:u1/{resource}", **params).status_code == 200
+
+
+def test_an_unknown_query_parameter_is_refused_not_ignored(get, ada):
+    response = get(f"{BASE}/user_id:u1/events", limt=5)  # misspelt
+    assert response.status_code == 400
+    assert response.json()["error"] == {"code": "validation_error", "message": "limt: Unknown query parameter."}
