@@ -18,7 +18,8 @@ import networkx as nx
 # Drawing more than this many identifiers makes an unreadable hairball and costs a spring
 # layout O(n²) per iteration (150 nodes: ~40 ms); the page says how many were left out.
 MAX_NODES = 150
-WIDTH, HEIGHT, MARGIN = 720, 380, 60
+# Near the card's on-screen size, so 13px labels stay 13px; the side margin fits a label.
+WIDTH, HEIGHT, MARGIN_X, MARGIN_Y = 600, 340, 90, 36
 
 KIND_COLOURS = {
     "user_id": "#2b6cb0",
@@ -86,8 +87,8 @@ def identity_graph_svg(*, nodes: Sequence[GraphNode], edges: Sequence[GraphEdge]
         if len(drawn) == 1:
             return WIDTH / 2, HEIGHT / 2
         return (
-            MARGIN + (float(x) - min(xs)) / span_x * (WIDTH - 2 * MARGIN),
-            MARGIN / 2 + (float(y) - min(ys)) / span_y * (HEIGHT - 1.5 * MARGIN),
+            MARGIN_X + (float(x) - min(xs)) / span_x * (WIDTH - 2 * MARGIN_X),
+            MARGIN_Y + (float(y) - min(ys)) / span_y * (HEIGHT - 2.4 * MARGIN_Y),
         )
 
     parts = [

@@ -53,8 +53,8 @@ def test_profile_page_shows_the_person(admin_client, ana):
     assert "Events 10" in header
 
     # Traits with when and from which message each was set; the phone's identify set the phone.
-    assert "city Porto 2026-11-10 09:31 source #" in seen and "m-signup" in seen
-    assert re.search(r"phone \+351 912 000 111 2026-11-12 19:07 source #\d+ m-merge", seen)
+    assert "city Porto 10 Nov 2026, 09:31 source #" in seen and "m-signup" in seen
+    assert re.search(r"phone \+351 912 000 111 12 Nov 2026, 19:07 source #\d+ m-merge", seen)
     assert 'company {"name":"Lima & Filhos"}' in seen
     # Identities with provenance.
     assert f"anonymous_id {PHONE} 2026-11-12 19:05 2026-11-12 19:12 m-phone" in seen
