@@ -85,18 +85,29 @@ def profile_explain(*, profile_id: int, limit: int = 500) -> Explanation:
 
 def profile_lookup(*, kind: str, value: str) -> Profile | None:
     """The live profile behind `kind:value`, where kind is any identity kind or `use` for the
-    public id (`use_…`). A merged-away id or identifier finds the winner; None if unknown."""
+    public id (`use_…`). A merged-away id or identifier finds the winner; None if unknown.
+
+    One SQL statement, written out: the ORM spent longer compiling this query than
+    PostgreSQL spent answering it, and the Profile API runs it on every lookup."""
     kind = kind.strip().lower()
     if kind in ("use", "profile_id", "segment_id"):
         key = value if value.startswith("use_") else f"use_{value}"
-        profile = Profile.objects.filter(key=key).first()
+        rows = Profile.objects.raw(f"SELECT {_PROFILE_COLUMNS} FROM {_PROFILE_TABLE} p WHERE p.key = %s", [key])
     else:
         normalized = normalize_identifier(kind, value)
         if normalized is None:
             return None
-        identity = Identity.objects.filter(kind=kind, value=normalized).select_related("profile").first()
-        profile = identity.profile if identity else None
+        rows = Profile.objects.raw(
+            f"SELECT {_PROFILE_COLUMNS} FROM {_PROFILE_TABLE} p JOIN {Identity._meta.db_table} i "
+            "ON i.profile_id = p.id WHERE i.kind = %s AND i.value = %s",
+            [kind, normalized],
+        )
+    profile = next(iter(rows), None)
     return profile_live(profile=profile) if profile is not None else None
+
+
+_PROFILE_TABLE = Profile._meta.db_table
+_PROFILE_COLUMNS = ", ".join(f"p.{connection.ops.quote_name(f.column)}" for f in Profile._meta.concrete_fields)
 
 
 def profile_events(

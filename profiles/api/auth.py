@@ -79,12 +79,10 @@ class TokenRateThrottle(BaseThrottle):
         now = time.time()
         self._wait = 1.0 - (now % 1.0)
         key = f"cdp:api-rate:{token.id}:{int(now)}"
-        cache.add(key, 0, timeout=5)
-        try:
+        try:  # one round trip once this second's counter exists
             count = cache.incr(key)
-        except ValueError:  # the key expired between add and incr
-            cache.set(key, 1, timeout=5)
-            count = 1
+        except ValueError:  # the first request of this second
+            count = 1 if cache.add(key, 1, timeout=5) else cache.incr(key)
         return bool(count <= limit)
 
     def wait(self) -> float:
