@@ -31,6 +31,7 @@ from anymail.webhooks.mandrill import MandrillCombinedWebhookView
 from anymail.webhooks.postmark import PostmarkTrackingWebhookView
 from anymail.webhooks.sendgrid import SendGridTrackingWebhookView
 from django.http import HttpRequest
+from django.http.request import RawPostDataException
 from django.utils.crypto import constant_time_compare
 
 from ingest.models import Source
@@ -127,7 +128,7 @@ def webhook_ingest(*, request: HttpRequest, provider: str, source_id: int, recei
     if source is None:
         message = "There is no enabled source of that kind at this URL."
         refusal_record(source=None, endpoint=endpoint, received_at=received_at, code="unknown_source",
-                       reason=message, payload=request.body)  # fmt: skip
+                       reason=message, payload=_payload(request))  # fmt: skip
         return WebhookOutcome(404, {"code": "unknown_source", "message": message})
     try:
         if request.method in ("GET", "HEAD"):
@@ -135,11 +136,11 @@ def webhook_ingest(*, request: HttpRequest, provider: str, source_id: int, recei
         items, note = _authenticated_messages(request, source)
     except _Refused as refused:
         refusal_record(source=source, endpoint=endpoint, received_at=received_at, code=refused.code,
-                       reason=refused.message, payload=request.body)  # fmt: skip
+                       reason=refused.message, payload=_payload(request))  # fmt: skip
         return WebhookOutcome(refused.status, {"code": refused.code, "message": refused.message}, refused.headers)
     if note:
         refusal_record(source=source, endpoint=endpoint, received_at=received_at, code="not_stored", reason=note,
-                       payload=request.body)  # fmt: skip
+                       payload=_payload(request))  # fmt: skip
     if not items:
         return WebhookOutcome(200, {"success": True, "stored": 0})
     outcome: Outcome = messages_ingest(
@@ -147,6 +148,15 @@ def webhook_ingest(*, request: HttpRequest, provider: str, source_id: int, recei
     )
     body = {**outcome.body, "stored": len(outcome.stored_ids)}
     return WebhookOutcome(outcome.status, body, stored_ids=outcome.stored_ids)
+
+
+def _payload(request: HttpRequest) -> Any:
+    """What was sent, for the debugger: the raw body, or the parsed form when a multipart
+    parse has consumed it (Django then refuses to give the body)."""
+    try:
+        return request.body
+    except RawPostDataException:
+        return {k: request.POST.getlist(k) for k in request.POST}
 
 
 def _probe(request: HttpRequest, source: Source) -> WebhookOutcome:

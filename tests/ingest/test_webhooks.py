@@ -458,3 +458,11 @@ def test_postmark_open_with_a_proxy_user_agent_is_a_machine_open(client):
     (event,) = events()
     assert (event.event, event.user_id, event.properties["machine_open"]) == ("Email Opened", "u_48213", True)
     assert event.properties["campaign_name"] == "spring_sale_2025"
+
+
+def test_a_multipart_post_with_a_bad_signature_is_refused_and_kept(client):
+    source = provider_source("mandrill", signing_key="k", webhook_url="https://cdp.example.com/hook")
+    response = client.post(f"/v1/webhooks/mandrill/{source.pk}", {"mandrill_events": "[]"},
+                           headers={"X-Mandrill-Signature": "bad"})  # multipart, Django's default  # fmt: skip
+    assert response.status_code == 403
+    assert "mandrill_events" in RejectedMessage.objects.get(source=source).payload
