@@ -49,7 +49,7 @@ _ANYMAIL_VIEWS: dict[str, type[Any]] = {
     "mandrill": MandrillCombinedWebhookView,
 }  # fmt: skip
 # Errors anymail's parsers raise on a body that is not the provider's shape.
-_PARSE_ERRORS = (ValueError, KeyError, TypeError, AttributeError, IndexError, AnymailError)
+_PARSE_ERRORS = (ValueError, KeyError, TypeError, AttributeError, IndexError, OverflowError, AnymailError)
 
 
 @dataclass(slots=True)

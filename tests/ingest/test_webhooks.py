@@ -466,3 +466,24 @@ def test_a_multipart_post_with_a_bad_signature_is_refused_and_kept(client):
                            headers={"X-Mandrill-Signature": "bad"})  # multipart, Django's default  # fmt: skip
     assert response.status_code == 403
     assert "mandrill_events" in RejectedMessage.objects.get(source=source).payload
+
+
+ODD_BODIES = [
+    b"", b"null", b"0", b'"text"', b"{}", b"[]", b"[[]]", b'[{"event": 1}]', b'{"events": "x"}',
+    b'[{"event": "open", "time": 1e300, "email": "a@example.com"}]', b'[{"event": "open", "time": "soon"}]',
+    b'{"RecordType": "Open", "ReceivedAt": "not a date", "Recipient": "a@example.com"}',
+    b'{"events": [{"event_type": "users.messages.email.Open", "time": "x", "properties": []}]}',
+    b'[{"event": "click", "email": "a@example.com", "url": "\\u0000"}]',
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["mailjet", "postmark", "braze"])
+def test_odd_bodies_get_a_4xx_or_a_200_never_a_500(client, kind):
+    source = provider_source(kind)
+    url = webhook_url(source, base_url=BASE_URL)
+    auth = {"Authorization": f"Bearer {source.webhook_secret}" if kind == "braze" else basic(url)}
+    for body in ODD_BODIES:
+        response = post_json(client, url, body, auth)
+        assert response.status_code in (200, 400), (body, response.status_code, response.content)
+        if response.status_code == 400:
+            assert response.json()["message"]
