@@ -107,7 +107,7 @@ def profile_lookup(*, kind: str, value: str) -> Profile | None:
 
 
 _PROFILE_TABLE = Profile._meta.db_table
-_PROFILE_COLUMNS = ", ".join(f"p.{connection.ops.quote_name(f.column)}" for f in Profile._meta.concrete_fields)
+_PROFILE_COLUMNS = ", ".join(f"p.{connection.ops.quote_name(f.attname)}" for f in Profile._meta.concrete_fields)
 
 
 def profile_events(

@@ -25,10 +25,9 @@ def test_commit_without_flush_relaxes_only_its_own_outermost_transaction():
         commit_without_flush()
         assert _synchronous_commit() == "off"
     assert _synchronous_commit() == "on"  # SET LOCAL ended with the transaction
-    with transaction.atomic():  # a caller's transaction, e.g. a staff operation
-        with transaction.atomic():
-            commit_without_flush()
-            assert _synchronous_commit() == "on"
+    with transaction.atomic(), transaction.atomic():  # inside a caller's transaction, e.g. a staff operation
+        commit_without_flush()
+        assert _synchronous_commit() == "on"
 
 
 @pytest.mark.django_db
@@ -40,7 +39,7 @@ def test_rows_insert_returns_ids_in_order_and_can_skip_conflicts():
     ids = rows_insert(table=Profile._meta.db_table, columns=columns, rows=rows, returning="id")
     assert [Profile.objects.get(id=i).traits["n"] for i in ids] == [0, 1, 2, 3, 4]
     assert Profile.objects.get(id=ids[0]).traits["q"] == 'a "quoted" \\ value'
-    again = rows_insert(table=Profile._meta.db_table, columns=columns, rows=rows[:2] + [("use_new", at, at, {}, {}, 0)],
+    again = rows_insert(table=Profile._meta.db_table, columns=columns, rows=[*rows[:2], ("use_new", at, at, {}, {}, 0)],
                         returning="id", skip_conflicts=True)  # fmt: skip
     assert len(again) == 1 and Profile.objects.get(id=again[0]).key == "use_new"
 
