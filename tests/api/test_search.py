@@ -86,3 +86,13 @@ def test_fragment_search_uses_the_trigram_indexes():
     with connection.cursor() as cursor:  # a plain column under a partial index: no expression to match
         cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'identity_email_trgm'")
         assert "gin (value gin_trgm_ops) WHERE ((kind)::text = 'email'::text)" in cursor.fetchone()[0]
+
+
+def test_an_exact_identifier_finds_that_person_not_look_alikes(send):
+    send(
+        identify("u1", None, email="ada@example.com"),
+        identify("u2", None, email="old-ada@example.com", note="forwarded from ada@example.com"),
+    )
+    ada, other = (Profile.objects.get(identities__kind="user_id", identities__value=u).key for u in ("u1", "u2"))
+    assert keys("ada@example.com") == [ada]
+    assert keys("ada@example") == sorted([ada, other])  # a fragment still finds both
