@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import time
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
@@ -20,6 +22,8 @@ from rest_framework.throttling import BaseThrottle
 
 from profiles.models import AccessToken
 from profiles.services.tokens import access_token_check
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_RATE_LIMIT = 500  # requests per second per token (Segment: 100 per space)
 
@@ -66,6 +70,17 @@ class HasAccessToken(BasePermission):
         return request.method in SAFE_METHODS
 
 
+_client: redis.Redis | None = None
+
+
+def _redis() -> redis.Redis | None:
+    """One client per process (made after gunicorn forks), on REDIS_URL; None without it."""
+    global _client
+    if _client is None and settings.REDIS_URL:
+        _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    return _client
+
+
 class TokenRateThrottle(BaseThrottle):
     """At most `CDP_API_RATE_LIMIT` requests per second per token (default 500), counted in
     the cache in one-second windows: with REDIS_URL set, across every web process; with the
@@ -79,10 +94,21 @@ class TokenRateThrottle(BaseThrottle):
         now = time.time()
         self._wait = 1.0 - (now % 1.0)
         key = f"cdp:api-rate:{token.id}:{int(now)}"
-        try:  # one round trip once this second's counter exists
-            count = cache.incr(key)
-        except ValueError:  # the first request of this second
-            count = 1 if cache.add(key, 1, timeout=5) else cache.incr(key)
+        client = _redis()
+        if client is None:  # the in-process cache: per process
+            try:
+                count = cache.incr(key)
+            except ValueError:  # the first request of this second
+                count = 1 if cache.add(key, 1, timeout=5) else cache.incr(key)
+            return bool(count <= limit)
+        try:  # one round trip; Django's cache would build a Redis client per call
+            pipe = client.pipeline(transaction=False)
+            pipe.incr(key)
+            pipe.expire(key, 5)
+            count, _ = pipe.execute()
+        except redis.RedisError:
+            logger.warning("Rate limit not counted: Redis is unavailable.", exc_info=True)
+            return True  # a read API stays up without its counter
         return bool(count <= limit)
 
     def wait(self) -> float:

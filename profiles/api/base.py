@@ -74,18 +74,17 @@ class ApiView(APIView):
 def query(serializer_class: type, request: Request) -> dict[str, Any]:
     """Validated query parameters, or a 400 `validation_error` naming the bad one. An unknown
     parameter is refused too: a misspelt filter must not silently return everything."""
-    fields = serializer_class().fields
+    # A plain dict, not the QueryDict: DRF reads an empty `?next=` from a form as absent, and
+    # the schema promises that an empty value is refused. One serializer per request: each
+    # instance deep-copies its fields.
+    data: dict[str, Any] = {}
+    serializer = serializer_class(data=data)
+    fields = serializer.fields
     unknown = sorted(set(request.query_params) - set(fields))
     if unknown:
         raise serializers.ValidationError({name[:40]: "Unknown query parameter." for name in unknown[:5]})
-    data = {
-        key: request.query_params.getlist(key)
-        if isinstance(fields.get(key), serializers.MultipleChoiceField)
-        else request.query_params.get(key)
-        for key in request.query_params
-    }
-    # A plain dict, not the QueryDict: DRF reads an empty `?next=` from a form as absent, and
-    # the schema promises that an empty value is refused.
-    serializer = serializer_class(data=data)
+    for key in request.query_params:
+        many = isinstance(fields[key], serializers.MultipleChoiceField)
+        data[key] = request.query_params.getlist(key) if many else request.query_params.get(key)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)

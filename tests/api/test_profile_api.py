@@ -289,3 +289,12 @@ def test_an_unknown_query_parameter_is_refused_not_ignored(get, ada):
     response = get(f"{BASE}/user_id:u1/events", limt=5)  # misspelt
     assert response.status_code == 400
     assert response.json()["error"] == {"code": "validation_error", "message": "limt: Unknown query parameter."}
+
+
+@override_settings(REDIS_URL="redis://127.0.0.1:9/0")  # nothing listens there
+def test_lookups_still_answer_when_the_rate_counter_is_down(get, ada, monkeypatch, caplog):
+    from profiles.api import auth
+
+    monkeypatch.setattr(auth, "_client", None)
+    assert get(f"{BASE}/user_id:u1/traits").status_code == 200
+    assert "Rate limit not counted: Redis is unavailable." in caplog.text
