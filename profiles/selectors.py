@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
-from django.db import connection
+from django.db import connection, models
 from django.db.models import F, Func, JSONField, Q, QuerySet, TextField, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast, Upper
 
 from profiles.identity.extract import normalize_identifier
 from profiles.models import Demotion, Event, Identity, IdentityAudit, IdentityKind, Merge, Profile
+from profiles.services.bulk import pg_cursor
 from profiles.timeline import Cursor
 
 
@@ -83,6 +86,26 @@ def profile_explain(*, profile_id: int, limit: int = 500) -> Explanation:
     )
 
 
+M = TypeVar("M", bound=models.Model)
+
+
+def row_as_model(model: type[M], sql: str, params: Sequence[Any]) -> M | None:
+    """The first row of `sql` as a `model` instance, or None. The select list must be
+    `columns_of(model, alias)`. For the reads every API request makes: on PostgreSQL a
+    server-side-bound cursor and no queryset machinery (half the CPU of `objects.raw`);
+    elsewhere `objects.raw`."""
+    if connection.vendor != "postgresql":
+        return next(iter(model._default_manager.raw(sql, list(params))), None)
+    with pg_cursor(parse_json=True) as cursor:
+        cursor.execute(sql, list(params))
+        row = cursor.fetchone()
+    return model.from_db(connection.alias, [f.attname for f in model._meta.concrete_fields], row) if row else None
+
+
+def columns_of(model: type[models.Model], alias: str) -> str:
+    return ", ".join(f"{alias}.{connection.ops.quote_name(f.attname)}" for f in model._meta.concrete_fields)
+
+
 def profile_lookup(*, kind: str, value: str) -> Profile | None:
     """The live profile behind `kind:value`, where kind is any identity kind or `use` for the
     public id (`use_…`). A merged-away id or identifier finds the winner; None if unknown.
@@ -92,22 +115,22 @@ def profile_lookup(*, kind: str, value: str) -> Profile | None:
     kind = kind.strip().lower()
     if kind in ("use", "profile_id", "segment_id"):
         key = value if value.startswith("use_") else f"use_{value}"
-        rows = Profile.objects.raw(f"SELECT {_PROFILE_COLUMNS} FROM {_PROFILE_TABLE} p WHERE p.key = %s", [key])
+        profile = row_as_model(Profile, f"SELECT {_PROFILE_COLUMNS} FROM {_PROFILE_TABLE} p WHERE p.key = %s", [key])
     else:
         normalized = normalize_identifier(kind, value)
         if normalized is None:
             return None
-        rows = Profile.objects.raw(
+        profile = row_as_model(
+            Profile,
             f"SELECT {_PROFILE_COLUMNS} FROM {_PROFILE_TABLE} p JOIN {Identity._meta.db_table} i "
             "ON i.profile_id = p.id WHERE i.kind = %s AND i.value = %s",
             [kind, normalized],
         )
-    profile = next(iter(rows), None)
     return profile_live(profile=profile) if profile is not None else None
 
 
 _PROFILE_TABLE = Profile._meta.db_table
-_PROFILE_COLUMNS = ", ".join(f"p.{connection.ops.quote_name(f.attname)}" for f in Profile._meta.concrete_fields)
+_PROFILE_COLUMNS = columns_of(Profile, "p")
 
 
 def profile_events(

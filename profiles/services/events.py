@@ -12,12 +12,11 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-import psycopg
 from django.db import connection, transaction
 from django.utils import timezone
 
 from profiles.models import Event
-from profiles.services.bulk import commit_without_flush
+from profiles.services.bulk import commit_without_flush, pg_cursor
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +98,7 @@ def _store_postgresql(events: Sequence[EventIn]) -> list[int]:
         )  # fmt: skip
         for column, value in zip(columns, row, strict=True):
             column.append(value)
-    connection.ensure_connection()
-    raw = connection.connection
-    assert raw is not None
-    with psycopg.Cursor(raw) as cursor:
+    with pg_cursor() as cursor:
         cursor.execute(_PG_INSERT, columns)
         return [row[0] for row in cursor.fetchall()]
 

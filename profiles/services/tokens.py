@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from profiles.models import AccessToken
+from profiles.selectors import columns_of, row_as_model
 
 TOKEN_PREFIX = "cdp_pat_"
 # last_used_at is for people ("is this token still in use?"), not an audit log: refreshing it at
@@ -44,7 +45,10 @@ def access_token_revoke(*, token_id: int, actor: Any = None) -> bool:
         return bool(AccessToken.objects.filter(id=token_id, revoked_at__isnull=True).update(revoked_at=timezone.now()))
 
 
-_LIVE_TOKEN_SQL = "SELECT * FROM {table} WHERE token_hash = %s AND revoked_at IS NULL"
+_LIVE_TOKEN_SQL = (
+    f"SELECT {columns_of(AccessToken, 't')} FROM {AccessToken._meta.db_table} t "
+    "WHERE t.token_hash = %s AND t.revoked_at IS NULL"
+)
 
 
 def access_token_check(*, raw: str) -> AccessToken | None:
@@ -54,10 +58,7 @@ def access_token_check(*, raw: str) -> AccessToken | None:
         return None
     # Raw SQL: it runs on every API request, and compiling the ORM query cost more than
     # running it.
-    token = next(
-        iter(AccessToken.objects.raw(_LIVE_TOKEN_SQL.format(table=AccessToken._meta.db_table), [token_hash(raw)])),
-        None,
-    )
+    token = row_as_model(AccessToken, _LIVE_TOKEN_SQL, [token_hash(raw)])
     if token is None:
         return None
     now = timezone.now()
