@@ -164,6 +164,11 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+# Celery's Django fixup closes the database connection around every task unless this is set
+# (it then closes it every 2 x N tasks): a new PostgreSQL connection per task cost more than
+# resolving its 100 events. Tasks call close_old_connections() first instead, as a request does
+# (CONN_MAX_AGE and the health check apply).
+CELERY_DB_REUSE_MAX = 500
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = SCHEDULE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
