@@ -246,8 +246,15 @@ class Event(models.Model):
     )
     # No single-column index: event_profile_timeline leads with profile. (A second index on
     # profile_id let PostgreSQL intersect every unresolved event into each lookup by id.)
+    # No database constraint: see docs/architecture.md ("the event log has no foreign key").
     profile = models.ForeignKey(
-        Profile, null=True, blank=True, on_delete=models.SET_NULL, related_name="events", db_index=False
+        Profile,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="events",
+        db_index=False,
+        db_constraint=False,
     )
     processed_at = models.DateTimeField(null=True, blank=True)
 
