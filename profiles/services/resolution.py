@@ -144,6 +144,16 @@ def _owners(keys: set[IdKey]) -> dict[IdKey, int]:
     if not keys:
         return {}
     ordered = sorted(keys)
+    if connection.vendor == "postgresql":
+        # Arrays on a server-side-bound cursor: one prepared statement whatever the count
+        # (a VALUES list was parsed and planned anew each time: 17 µs an event).
+        with pg_cursor() as cursor:
+            cursor.execute(
+                f"SELECT kind, value, profile_id FROM {Identity._meta.db_table} "
+                "WHERE (kind, value) IN (SELECT * FROM unnest(%b::text[], %b::text[]))",
+                [[k for k, _ in ordered], [v for _, v in ordered]],
+            )
+            return {(kind, value): profile_id for kind, value, profile_id in cursor.fetchall()}
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT kind, value, profile_id FROM {Identity._meta.db_table} "
