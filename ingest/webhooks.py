@@ -245,6 +245,7 @@ def _anymail_messages(request: HttpRequest, source: Source) -> list[dict[str, An
         raise _Refused(403, "invalid_signature", str(exc)) from None
     except _PARSE_ERRORS as exc:
         raise _Refused(403, "invalid_signature", f"The request cannot be verified: {exc}") from None
+    _check_event_array(request, source.kind)
     try:
         events = view.parse_events(request)
         if not isinstance(events, list):
@@ -252,6 +253,20 @@ def _anymail_messages(request: HttpRequest, source: Source) -> list[dict[str, An
         return messages_from_anymail(provider=source.kind, events=events)
     except _PARSE_ERRORS as exc:
         raise PayloadError(f"The body is not a {source.kind} webhook: {type(exc).__name__} {exc}") from None
+
+
+def _check_event_array(request: HttpRequest, kind: str) -> None:
+    """SendGrid posts a JSON array, Mandrill a form field holding one: anymail iterates
+    whatever it is given, so an object would pass as no events at all (silence)."""
+    if kind == Source.Kind.SENDGRID:
+        text: Any = request.body
+    elif kind == Source.Kind.MANDRILL:
+        text = request.POST.get("mandrill_events", "")
+    else:
+        return
+    if text.lstrip()[:1] not in ("[", b"["):
+        where = "The body" if kind == Source.Kind.SENDGRID else "The `mandrill_events` field"
+        raise PayloadError(f"{where} must be a JSON array of events.")
 
 
 def _check_bearer(request: HttpRequest, source: Source) -> None:

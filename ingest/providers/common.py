@@ -91,10 +91,11 @@ def _ua_is_machine(user_agent: str) -> bool:
     return bool(_crawler_detect().isCrawler(user_agent))
 
 
-def machine_user_agent(user_agent: str | None) -> bool:
+def machine_user_agent(user_agent: Any) -> bool:
     """A user agent of a privacy proxy, image cache or link scanner (crawlerdetect's list),
-    not of a person. Used when the provider gives no flag of its own."""
-    return bool(user_agent) and _ua_is_machine(user_agent or "")
+    not of a person. Used when the provider gives no flag of its own. A value that is not
+    text (a provider's odd body) is no agent at all, never an error."""
+    return isinstance(user_agent, str) and bool(user_agent.strip()) and _ua_is_machine(user_agent)
 
 
 def iso(at: datetime | None) -> str | None:

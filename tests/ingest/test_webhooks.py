@@ -487,3 +487,39 @@ def test_odd_bodies_get_a_4xx_or_a_200_never_a_500(client, kind):
         assert response.status_code in (200, 400), (body, response.status_code, response.content)
         if response.status_code == 400:
             assert response.json()["message"]
+
+
+def test_a_user_agent_that_is_not_text_is_stored_not_a_500(client):
+    """A scanner-check on a number crashed crawlerdetect: the whole Braze batch was a 500."""
+    client.raise_request_exception = False
+    source = provider_source("braze")
+    url = webhook_url(source, base_url=BASE_URL)
+    click = {"event_type": "users.messages.email.Click", "id": "c-1", "time": 1741961000,
+             "properties": {"email_address": "alice.martin@example.com", "url": "https://shop.example.com/x",
+                            "user_agent": 5}}  # fmt: skip
+    response = post_json(client, url, {"events": [click]}, {"Authorization": f"Bearer {source.webhook_secret}"})
+    assert response.status_code == 200, response.content
+    assert Event.objects.get().properties["bot_click"] is False
+    mailjet = provider_source("mailjet")
+    mj_url = webhook_url(mailjet, base_url=BASE_URL)
+    opened = {**sample("mailjet-open.json"), "agent": ["not", "text"]}
+    assert post_json(client, mj_url, opened, {"Authorization": basic(mj_url)}).status_code == 200
+    assert Event.objects.get(event="Email Opened").properties["machine_open"] is False
+
+
+@pytest.mark.parametrize(("kind", "body"), [("sendgrid", b"{}"), ("sendgrid", b'{"event": "open"}'),
+                                            ("mandrill", "{}"), ("mandrill", '{"event": "open"}')])  # fmt: skip
+def test_a_signed_body_that_is_not_an_array_of_events_is_400_not_silence(client, kind, body):
+    if kind == "sendgrid":
+        signer = SendGridSigner()
+        source = provider_source("sendgrid", signing_key=signer.public_key)
+        response = post_json(client, webhook_url(source, base_url=BASE_URL), body, signer.headers(body))
+    else:
+        source = provider_source("mandrill", signing_key="k", webhook_url="https://cdp.example.com/hook")
+        form = {"mandrill_events": body}
+        signed = {"X-Mandrill-Signature": mandrill_signature("k", source.webhook_url, form)}
+        response = client.post(f"/v1/webhooks/mandrill/{source.pk}", data=urlencode(form),
+                               content_type="application/x-www-form-urlencoded", headers=signed)  # fmt: skip
+    assert response.status_code == 400, response.content
+    assert "array" in response.json()["message"]
+    assert RejectedMessage.objects.get(source=source).code == "invalid_payload"
