@@ -282,6 +282,11 @@ def _ses_messages(request: HttpRequest, source: Source) -> tuple[list[dict[str, 
     header = request.META.get("HTTP_X_AMZ_SNS_MESSAGE_TYPE")
     if header and header != envelope.get("Type"):
         raise PayloadError("The x-amz-sns-message-type header does not match the body's Type.")
+    topic = source.signing_key.strip()
+    if not topic:
+        # SNS signs every topic's messages, anyone's: the signature alone would let any AWS
+        # account subscribe this URL and post made-up events. The source names its topic.
+        raise _Refused(403, "not_configured", "Set this source's SNS topic ARN (signing key) to accept its topic.")
     cert_url = envelope.get("SigningCertURL") or envelope.get("SigningCertUrl")
     if not ses.aws_url(cert_url):
         raise _Refused(403, "invalid_signature", "The SNS signing certificate is not on an AWS SNS host.")
@@ -291,8 +296,7 @@ def _ses_messages(request: HttpRequest, source: Source) -> tuple[list[dict[str, 
         raise _Refused(503, "certificate_unavailable", f"The SNS certificate could not be fetched: {exc}") from None
     if not ses.signature_valid(envelope, certificate):
         raise _Refused(403, "invalid_signature", "The SNS signature does not verify.")
-    topic = source.signing_key.strip()
-    if topic and envelope.get("TopicArn") != topic:
+    if envelope.get("TopicArn") != topic:
         raise _Refused(403, "forbidden", "This source accepts another SNS topic.")
     if envelope["Type"] == "SubscriptionConfirmation":
         subscribe = envelope.get("SubscribeURL")

@@ -169,6 +169,11 @@ def _recipients(kind: str, detail: Mapping[str, Any], mail: Mapping[str, Any]) -
         listed = detail.get("recipients") or [
             r.get("emailAddress") for r in detail.get("delayedRecipients") or [] if isinstance(r, dict)
         ]
-    if not listed:
-        listed = mail.get("destination") or []
-    return [r for r in dict.fromkeys(listed) if isinstance(r, str) and r]
+    if not isinstance(listed, list) or not listed:
+        listed = mail.get("destination")
+    if not isinstance(listed, list):  # a string would be read letter by letter
+        listed = []
+    recipients = [r for r in dict.fromkeys(r for r in listed if isinstance(r, str)) if "@" in r]
+    if not recipients:
+        raise c.PayloadError(f"The SES {kind} event names no recipient address (mail.destination).")
+    return recipients

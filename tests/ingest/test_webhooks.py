@@ -332,7 +332,7 @@ def test_ses_refuses_bad_signatures_foreign_certificates_and_other_topics(client
 
 
 def test_ses_subscription_is_confirmed_by_getting_the_subscribe_url(client, sns):
-    source = provider_source("ses")
+    source = provider_source("ses", signing_key="arn:aws:sns:eu-west-1:123456789012:ses-feedback")
     url = webhook_url(source, base_url=BASE_URL)
     subscribe = ("https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn="
                  "arn:aws:sns:eu-west-1:123456789012:ses-feedback&Token=2336412f37")  # fmt: skip
@@ -347,6 +347,38 @@ def test_ses_subscription_is_confirmed_by_getting_the_subscribe_url(client, sns)
     assert sns.fetched == [CERT_URL, subscribe]
     assert Event.objects.count() == 0
     assert "Confirmed" in RejectedMessage.objects.get(source=source).reason  # visible in the debugger
+
+
+def test_ses_without_a_topic_arn_accepts_no_topic(client, sns):
+    """Anyone's SNS topic is signed by SNS: an attacker's topic could subscribe this URL and
+    post made-up bounces. Until the source names its topic, nothing is confirmed or stored."""
+    source = provider_source("ses")
+    url = webhook_url(source, base_url=BASE_URL)
+    subscribe = "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=arn:aws:sns:eu-west-1:666:x"
+    confirmation = sns.sign({
+        "Type": "SubscriptionConfirmation", "MessageId": "m-1", "Token": "t", "TopicArn": "arn:aws:sns:eu-west-1:666:x",
+        "Message": "You have chosen to subscribe.", "SubscribeURL": subscribe, "Timestamp": "2025-03-14T13:59:00.000Z",
+    })  # fmt: skip
+    refused = post_sns(client, url, confirmation)
+    assert refused.status_code == 403 and "topic" in refused.json()["message"]
+    assert subscribe not in sns.fetched
+    assert post_sns(client, url, sns.sign(sample("ses-sns-bounce-notification.json"))).status_code == 403
+    assert Event.objects.count() == 0
+    assert set(RejectedMessage.objects.filter(source=source).values_list("code", flat=True)) == {"not_configured"}
+
+
+@pytest.mark.parametrize(
+    "mail",
+    [{"destination": "abc"}, {"destination": []}, {"destination": [5]}],
+    ids=["text not list", "nobody", "not an address"],
+)
+def test_ses_event_without_a_recipient_list_is_400(client, sns, mail):
+    source = provider_source("ses", signing_key="arn:aws:sns:eu-west-1:123456789012:ses-feedback")
+    envelope = sample("ses-sns-bounce-notification.json")
+    envelope["Message"] = json.dumps({"eventType": "Delivery", "mail": mail, "delivery": {}})
+    response = post_sns(client, webhook_url(source, base_url=BASE_URL), sns.sign(envelope))
+    assert response.status_code == 400 and "recipient" in response.json()["message"]
+    assert Event.objects.count() == 0
 
 
 # --- Braze Currents --------------------------------------------------------------------------

@@ -67,4 +67,6 @@ class Command(BaseCommand):
             self.stdout.write(f"Bearer token (Braze: Currents > Custom HTTP > token): {source.webhook_secret}")
         elif source.kind in ("mailgun", "sendgrid", "mandrill") and not source.signing_key:
             self.stderr.write(f"Set the provider's signing key (--signing-key) before {source.kind} can post.")
+        elif source.kind == Source.Kind.SES and not source.signing_key:
+            self.stderr.write("Set the SNS topic ARN (--signing-key) before subscribing: other topics are refused.")
         self.stdout.write(webhook_url(source, base_url=o["base_url"] or settings.CDP_PUBLIC_URL))
