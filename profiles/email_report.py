@@ -52,6 +52,8 @@ METRICS: dict[str, MetricSpec] = {
 }
 FUNNEL = ("sent", "delivered", "opened", "clicked")
 OTHERS = ("machine_opened", "bot_clicked", "bounced", "dropped", "deferred", "complained", "unsubscribed")
+# Events that say what became of a message once sent.
+_OUTCOMES = ("Email Delivered", "Email Bounced", "Email Dropped", "Email Blocked", "Email Deferred")
 EMAIL_EVENTS = tuple(sorted({name for m in METRICS.values() for name in m.events}))
 # A campaign shorter than this is plotted per hour, longer ones per day.
 HOURLY_SPAN = timedelta(days=3)
@@ -135,6 +137,15 @@ def email_campaign_report(*, campaign: str) -> CampaignReport:
     ):
         counts[(row["event"], row["machine"])] = (row["total"], row["unique"])
     uniques = _uniques(campaign)
+    # Mailjet and Postmark report no sends: rates over "sent" are then over the people whose
+    # message had an outcome (delivered, bounced, dropped, blocked or deferred).
+    sent_base = "sent"
+    if not uniques.get("sent"):
+        sent_base = "reached"
+        uniques["reached"] = (
+            _email_events().filter(campaign=campaign, event__in=_OUTCOMES).exclude(profile_id__isnull=True)
+            .values("profile_id").distinct().count()
+        )  # fmt: skip
 
     def metric(key: str, base: str | None) -> Metric:
         spec = METRICS[key]
@@ -146,14 +157,14 @@ def email_campaign_report(*, campaign: str) -> CampaignReport:
         base_unique = uniques.get(base, 0) if base else 0
         return Metric(key, spec.label, total, unique, unique / base_unique if base_unique else None)
 
-    delivered_base = "delivered" if uniques.get("delivered") else "sent"
+    delivered_base = "delivered" if uniques.get("delivered") else sent_base
     funnel = [
         metric("sent", None),
-        metric("delivered", "sent"),
+        metric("delivered", sent_base),
         metric("opened", delivered_base),
         metric("clicked", delivered_base),
     ]
-    others = [metric(k, "sent" if k in ("bounced", "dropped", "deferred") else delivered_base) for k in OTHERS]
+    others = [metric(k, sent_base if k in ("bounced", "dropped", "deferred") else delivered_base) for k in OTHERS]
     span = _email_events().filter(campaign=campaign).aggregate(first=Min("timestamp"), last=Max("timestamp"))
     first, last = span["first"], span["last"]
     bucket = "hour" if first and last and last - first <= HOURLY_SPAN else "day"
