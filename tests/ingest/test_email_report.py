@@ -44,7 +44,7 @@ def test_report_counts_people_and_events_with_machine_opens_apart(campaign):
     others = by_key(report.others)
     assert others["machine_opened"] == (2, 2, 0.2) and others["bot_clicked"] == (1, 1, 0.1)
     assert (others["bounced"][:2], others["complained"][:2], others["unsubscribed"][:2]) == ((1, 1), (1, 1), (1, 1))
-    # Mailjet reports no sends: bounces are over the 10 people with a delivery or bounce, not "–"
+    # Mailjet reports no sends: bounces are over the 10 people with a delivery or bounce, not a dash
     assert others["bounced"][2] == 0.1 and others["complained"][2] == 0.1
     assert report.bucket == "hour"
     assert sum(b.opens for b in report.series) == 5 and sum(b.machine_opens for b in report.series) == 2
