@@ -156,6 +156,9 @@ def messages_from_anymail(*, provider: str, events: Iterable[Any]) -> list[dict[
     details_of = DETAILS[provider]
     messages = []
     for event in events:
+        if str(getattr(event, "event_type", "")) == "inbound":
+            raise c.PayloadError(f"{provider} inbound (received) mail is not an email interaction: send it to your "
+                                 "inbound hook, which records replies (README, Replies).")  # fmt: skip
         raw = event.esp_event
         if not isinstance(raw, dict):
             raise c.PayloadError(f"A {provider} event must be a JSON object.")

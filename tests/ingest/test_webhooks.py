@@ -555,3 +555,21 @@ def test_a_signed_body_that_is_not_an_array_of_events_is_400_not_silence(client,
     assert response.status_code == 400, response.content
     assert "array" in response.json()["message"]
     assert RejectedMessage.objects.get(source=source).code == "invalid_payload"
+
+
+def test_mandrill_inbound_events_get_a_clear_400_and_postmark_wrong_credentials_401(client):
+    source = provider_source("mandrill", signing_key="k", webhook_url="https://cdp.example.com/hook")
+    form = {"mandrill_events": '[{"event": "inbound", "ts": 1741960900, "msg": {"raw_msg": "Subject: hi\\n\\nhi"}}]'}
+    signed = {"X-Mandrill-Signature": mandrill_signature("k", source.webhook_url, form)}
+    response = client.post(f"/v1/webhooks/mandrill/{source.pk}", data=urlencode(form),
+                           content_type="application/x-www-form-urlencoded", headers=signed)  # fmt: skip
+    assert response.status_code == 400 and "inbound" in response.json()["message"]
+    postmark = provider_source("postmark")
+    url = webhook_url(postmark, base_url=BASE_URL)
+    wrong = post_json(
+        client,
+        url,
+        raw_sample("postmark-bounce.json"),
+        {"Authorization": basic(url.replace(postmark.webhook_secret, "wrong"))},
+    )
+    assert wrong.status_code == 401 and Event.objects.count() == 0
