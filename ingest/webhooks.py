@@ -76,16 +76,17 @@ def webhook_path(source: Source) -> str:
 def webhook_url(source: Source, *, base_url: str) -> str:
     """The URL to paste into the provider, with this source's secret where the provider
     authenticates by the URL (Basic auth for Mailjet and Postmark, `?secret=` for
-    Mailchimp). `source.webhook_url`, when set, is the URL as registered and wins."""
+    Mailchimp). `source.webhook_url`, when set, is the URL as registered (e.g. behind a
+    proxy) and is the base; the secret is still added to it where the provider needs it."""
     if source.webhook_url:
-        return source.webhook_url
-    scheme, netloc, base_path, _, _ = urlsplit(base_url.rstrip("/"))
-    path = base_path + webhook_path(source)
-    query = ""
-    if source.kind in _BASIC_AUTH:
+        scheme, netloc, path, query, _ = urlsplit(source.webhook_url)
+    else:
+        scheme, netloc, base_path, _, _ = urlsplit(base_url.rstrip("/"))
+        path, query = base_path + webhook_path(source), ""
+    if source.kind in _BASIC_AUTH and "@" not in netloc:
         netloc = f"{BASIC_AUTH_USER}:{source.webhook_secret}@{netloc}"
-    elif source.kind == Source.Kind.MAILCHIMP:
-        query = f"secret={source.webhook_secret}"
+    elif source.kind == Source.Kind.MAILCHIMP and "secret=" not in query:
+        query = "&".join(part for part in (query, f"secret={source.webhook_secret}") if part)
     return urlunsplit((scheme, netloc, path, query, ""))
 
 

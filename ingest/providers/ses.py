@@ -34,6 +34,18 @@ _EVENTS = {
 }  # fmt: skip
 
 
+def _opted_out(subscription: dict[str, Any]) -> bool:
+    """An SES subscription event unsubscribes when the new preferences unsubscribe from all
+    topics or opt out of any; otherwise the person opted in."""
+    prefs = _obj(subscription.get("newTopicPreferences"))
+    if prefs.get("unsubscribeAll") is True:
+        return True
+    topics = prefs.get("topicSubscriptionStatus")
+    return not isinstance(topics, list) or any(
+        isinstance(t, dict) and t.get("subscriptionStatus") == "OptOut" for t in topics
+    )
+
+
 def parse_envelope(body: bytes) -> dict[str, Any]:
     try:
         envelope = json.loads(body)
@@ -120,6 +132,8 @@ def messages_from_ses(envelope: Mapping[str, Any]) -> list[dict[str, Any]]:
     tags = _obj(mail.get("tags"))
     metadata = {k: v[0] if isinstance(v, list) and len(v) == 1 else v for k, v in tags.items()}
     name = _EVENTS.get(kind, c.UNKNOWN)
+    if kind == "Subscription" and not _opted_out(detail):
+        name = c.SUBSCRIBED
     properties: dict[str, Any] = {
         "email_id": c.first_text(mail.get("messageId")),
         "email_subject": c.first_text(headers.get("subject")),

@@ -86,3 +86,29 @@ def test_braze_keeps_non_email_currents_under_their_own_type():
         braze.messages_from_braze({"events": [{"id": "no type"}]})
     with pytest.raises(common.PayloadError):
         braze.messages_from_braze([])
+
+
+@pytest.mark.parametrize(
+    ("preferences", "expected"),
+    [
+        ({"unsubscribeAll": True, "topicSubscriptionStatus": []}, "Unsubscribed"),
+        ({"unsubscribeAll": False, "topicSubscriptionStatus": [{"topicName": "News", "subscriptionStatus": "OptOut"}]},
+         "Unsubscribed"),
+        ({"unsubscribeAll": False, "topicSubscriptionStatus": [{"topicName": "News", "subscriptionStatus": "OptIn"}]},
+         "Email Subscribed"),
+    ],
+)  # fmt: skip
+def test_ses_subscription_event_says_which_way_the_person_went(preferences, expected):
+    envelope = sample("ses-sns-bounce-notification.json")
+    event = json.loads(envelope["Message"])
+    event.pop("bounce", None)
+    event.pop("notificationType", None)
+    event["eventType"] = "Subscription"
+    event["subscription"] = {
+        "contactList": "Newsletter",
+        "timestamp": "2022-01-12T01:00:14.340Z",
+        "source": "UnsubscribeHeader",
+        "newTopicPreferences": preferences,
+    }
+    envelope["Message"] = json.dumps(event)
+    assert [m["event"] for m in ses.messages_from_ses(envelope)] == [expected] * len(event["mail"]["destination"])

@@ -56,6 +56,20 @@ def test_signing_key_and_registered_url_are_stored_and_mandrill_keeps_the_printe
         run("Transactional", "--kind", "mailjet")
 
 
+@pytest.mark.parametrize(
+    ("kind", "shape"),
+    [
+        ("mailjet", "https://cdp:{secret}@proxy.example.com/hooks/esp"),
+        ("postmark", "https://cdp:{secret}@proxy.example.com/hooks/esp"),
+        ("mailchimp", "https://proxy.example.com/hooks/esp?secret={secret}"),
+    ],
+)
+def test_a_registered_url_still_carries_the_secret_where_the_provider_needs_it(kind, shape):
+    lines = run("Behind a proxy", "--kind", kind, "--webhook-url", "https://proxy.example.com/hooks/esp")
+    source = Source.objects.get(name="Behind a proxy")
+    assert lines[-1] == shape.format(secret=source.webhook_secret)
+
+
 def test_admin_shows_the_webhook_url(admin_client, settings):
     settings.CDP_PUBLIC_URL = "https://cdp.example.com"
     url = run("Newsletter", "--kind", "mailjet")[-1]
