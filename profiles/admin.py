@@ -22,8 +22,9 @@ from django.utils.safestring import mark_safe
 from profiles.admin_list import EstimatedCountPaginator, HasEmailFilter, LastSeenFilter, ProfileChangeList
 from profiles.models import Event, IdentityConfig, IdentityKind, Profile
 from profiles.profile_page import TimelineFilter, profile_page, profile_timeline
-from profiles.selectors import profile_explain, profile_search
+from profiles.selectors import Explanation, profile_explain, profile_search
 from profiles.services.identity_ops import IdentityOperationError, identity_remove, profile_merge, profile_split
+from profiles.sources import source_names
 from profiles.timeline import BadCursor, Cursor
 
 # Events per timeline page: a screenful grouped by day, one index range scan of 51 rows.
@@ -161,6 +162,7 @@ class ProfileAdmin(admin.ModelAdmin[Profile]):
             "title": page.name or page.email or live.key,
             "page": page,
             "x": page.explanation,
+            "source_names": _source_names(page.explanation),
             "svg": mark_safe(page.graph.svg),  # built from escaped text (graph_svg)
             "form": form,
             "timeline": timeline,
@@ -201,6 +203,7 @@ class ProfileAdmin(admin.ModelAdmin[Profile]):
             **self.admin_site.each_context(request),
             "title": f"Identity of {explanation.profile.key}",
             "x": explanation,
+            "source_names": _source_names(explanation),
             "reason_form": ReasonForm(),
             "can_change": self.has_change_permission(request),
             "next": "",
@@ -267,3 +270,10 @@ class IdentityConfigAdmin(admin.ModelAdmin[IdentityConfig]):
 
     def has_delete_permission(self, request: HttpRequest, obj: IdentityConfig | None = None) -> bool:
         return False
+
+
+def _source_names(x: Explanation) -> dict[int, str]:
+    """Names of the sources that set the profile's traits and brought its identifiers."""
+    meta = x.profile.trait_meta or {}
+    traits = (m.get("source_id") for m in meta.values() if isinstance(m, dict))
+    return source_names([*traits, *(i.source_id for i in x.identities)])

@@ -53,11 +53,11 @@ def test_profile_page_shows_the_person(admin_client, ana):
     assert "Events 10" in header
 
     # Traits with when and from which message each was set; the phone's identify set the phone.
-    assert "city Porto 10 Nov 2026, 09:31 source #" in seen and "m-signup" in seen
-    assert re.search(r"phone \+351 912 000 111 12 Nov 2026, 19:07 source #\d+ m-merge", seen)
+    assert re.search(r"city Porto 10 Nov 2026, 09:31 Website \(#\d+\) m-signup", seen)  # the source by name
+    assert re.search(r"phone \+351 912 000 111 12 Nov 2026, 19:07 Website \(#\d+\) m-merge", seen)
     assert 'company {"name":"Lima & Filhos"}' in seen
     # Identities with provenance.
-    assert f"anonymous_id {PHONE} 2026-11-12 19:05 2026-11-12 19:12 m-phone" in seen
+    assert f"anonymous_id {PHONE} 2026-11-12 19:05 2026-11-12 19:12 m-phone Website (#" in seen
 
 
 @pytest.mark.postgres
@@ -158,14 +158,14 @@ def test_a_merged_away_profile_redirects_to_the_winner(admin_client, ana):
 
 
 def test_profile_page_query_count_does_not_grow_with_the_profile(admin_client, ana, send, django_assert_num_queries):
-    admin_client.get(url(ana))  # warm the session and content types
-    with django_assert_num_queries(13):
+    admin_client.get(url(ana))  # warm the session and content types (14: one of them names the sources)
+    with django_assert_num_queries(14):
         assert admin_client.get(url(ana)).status_code == 200
     send(*[{"type": "track", "userId": "ana-1042", "anonymousId": f"device-{i}", "event": "Seen",
             "timestamp": f"2026-11-13T10:{i:02d}:00Z"} for i in range(4)])  # fmt: skip
     send(*[{"type": "page", "userId": "ana-1042", "name": f"P{i}", "timestamp": f"2026-11-14T10:{i:02d}:00Z"}
            for i in range(60)])  # fmt: skip
-    with django_assert_num_queries(13):
+    with django_assert_num_queries(14):
         assert admin_client.get(url(ana)).status_code == 200
 
 
