@@ -12,6 +12,8 @@ from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.signals import pre_delete
+from django.dispatch import receiver
 from django.utils import timezone
 
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -49,6 +51,15 @@ class Profile(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+@receiver(pre_delete, sender=Profile)
+def _profile_delete_waits_for_resolution(sender: type[Profile], instance: Profile, using: str, **_: object) -> None:
+    """Deleting a profile (the admin allows it) first takes its row lock, which conflicts with
+    the one resolution holds while it assigns events: `Event.profile` has no database
+    constraint (docs/architecture.md), so without the wait Django's SET NULL of the events
+    would miss those a resolution in flight assigns, and they would point at no profile."""
+    list(Profile.objects.using(using).select_for_update().filter(pk=instance.pk).values_list("pk", flat=True))
 
 
 class Identity(models.Model):
