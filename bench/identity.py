@@ -106,10 +106,10 @@ from bench.ingest import (  # noqa: E402
     _manage,
     _wait_healthy,
     app_env,
+    bench_main,
     percentile,
     post_all,
     recreate_database,
-    sigterm_as_interrupt,
 )
 
 PYTHON = sys.executable
@@ -1260,13 +1260,7 @@ def print_report(r: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    with sigterm_as_interrupt():
-        try:
-            return run(args)
-        except SetupError as exc:
-            say(f"setup failed: {exc}")
-            return 2
+    return bench_main(run, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -939,14 +939,19 @@ def print_report(r: dict[str, Any], args: argparse.Namespace) -> None:
     out.flush()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def bench_main(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a benchmark: SIGTERM stops it like Ctrl-C (servers are stopped), and a setup
+    failure exits 2 with its reason. Every benchmark's `main` ends here."""
     with sigterm_as_interrupt():
         try:
             return run(args)
         except SetupError as exc:
             say(f"setup failed: {exc}")
             return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return bench_main(run, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

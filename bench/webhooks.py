@@ -70,12 +70,12 @@ from bench.ingest import (  # noqa: E402  (after the path setup; re-runs itself 
     _manage,
     _wait_healthy,
     app_env,
+    bench_main,
     count_rows,
     empty_table,
     generate,
     percentile,
     say,
-    sigterm_as_interrupt,
 )
 
 BAR = 0.5
@@ -405,13 +405,7 @@ def report(args: argparse.Namespace, figures: dict[str, tuple[Load, int]]) -> in
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    with sigterm_as_interrupt():
-        try:
-            return run(args)
-        except SetupError as exc:
-            say(f"setup failed: {exc}")
-            return 2
+    return bench_main(run, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":
