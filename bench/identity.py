@@ -73,7 +73,6 @@ import os
 import platform
 import random
 import re
-import shutil
 import sys
 import tempfile
 import threading
@@ -103,6 +102,7 @@ from bench.ingest import (  # noqa: E402
     Service,
     SetupError,
     _celery_purge,
+    _free_port,
     _manage,
     _wait_healthy,
     app_env,
@@ -110,6 +110,7 @@ from bench.ingest import (  # noqa: E402
     percentile,
     post_all,
     recreate_database,
+    tear_down,
 )
 
 PYTHON = sys.executable
@@ -1086,22 +1087,7 @@ def run(args: argparse.Namespace) -> int:
         return 130
     finally:
         stop.set()
-        for service in reversed(services):
-            with contextlib.suppress(Exception):
-                service.stop()
-        _celery_purge(env)
-        if args.keep_logs:
-            say(f"logs kept in {var_dir}")
-        else:
-            shutil.rmtree(var_dir, ignore_errors=True)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        tear_down(services, env, var_dir, keep_logs=args.keep_logs)
 
 
 def _wait_shares(waits: Counter[str]) -> dict[str, str]:

@@ -392,6 +392,19 @@ def _celery_purge(env: dict[str, str]) -> None:
         )
 
 
+def tear_down(services: Sequence[Service], env: dict[str, str], var_dir: Path, *, keep_logs: bool) -> None:
+    """Stop what a run started (newest first), empty its queue, and remove its logs unless
+    asked to keep them."""
+    for service in reversed(services):
+        with contextlib.suppress(Exception):
+            service.stop()
+    _celery_purge(env)
+    if keep_logs:
+        say(f"logs kept in {var_dir}")
+    else:
+        shutil.rmtree(var_dir, ignore_errors=True)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -849,14 +862,7 @@ def run(args: argparse.Namespace) -> int:
         return 130
     finally:
         stop.set()
-        for service in reversed(services):
-            with contextlib.suppress(Exception):
-                service.stop()
-        _celery_purge(env)
-        if args.keep_logs:
-            say(f"logs kept in {var_dir}")
-        else:
-            shutil.rmtree(var_dir, ignore_errors=True)
+        tear_down(services, env, var_dir, keep_logs=args.keep_logs)
 
 
 def _round(cpu: dict[str, float]) -> dict[str, float]:

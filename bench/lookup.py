@@ -35,6 +35,7 @@ import json
 import os
 import random
 import secrets
+import shutil
 import sys
 import tempfile
 import threading
@@ -300,6 +301,7 @@ def main() -> int:
     finally:
         if server is not None:
             server.stop()
+        shutil.rmtree(var_dir, ignore_errors=True)
 
     print()
     print(f"{'':44}{'p50 ms':>9}{'p99 ms':>9}")

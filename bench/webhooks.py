@@ -35,14 +35,12 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import hashlib
 import hmac
 import http.client
 import itertools
 import json
 import random
-import shutil
 import sys
 import tempfile
 import threading
@@ -76,6 +74,7 @@ from bench.ingest import (  # noqa: E402  (after the path setup; re-runs itself 
     generate,
     percentile,
     say,
+    tear_down,
 )
 
 BAR = 0.5
@@ -368,11 +367,7 @@ def run(args: argparse.Namespace) -> int:
         say("interrupted; stopping what was started")
         return 130
     finally:
-        if gunicorn is not None:
-            with contextlib.suppress(Exception):
-                gunicorn.stop()
-        _celery_purge(env)
-        shutil.rmtree(var_dir, ignore_errors=True)
+        tear_down([gunicorn] if gunicorn is not None else [], env, var_dir, keep_logs=False)
 
 
 def report(args: argparse.Namespace, figures: dict[str, tuple[Load, int]]) -> int:

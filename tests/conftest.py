@@ -120,3 +120,25 @@ def artifacts() -> Path:
     """Where screenshots go (`test-artifacts/`, or CDP_ARTIFACTS_DIR): kept after the run."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def admin_browser(live_server: Any, browser: Any, django_user_model: Any) -> Iterator[Callable[..., Any]]:
+    """`admin_browser(path, width=1360)`: a Chromium page logged into the admin as a staff
+    superuser ("marketer"), opened at `path` on the live server. Closed after the test."""
+    django_user_model.objects.create_superuser("marketer", "m@example.com", "a-long-password")
+    contexts: list[Any] = []
+
+    def _open(path: str, width: int = 1360) -> Any:
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        contexts.append(context)
+        page = context.new_page()
+        page.goto(f"{live_server.url}/admin/login/?next={path}")
+        page.fill("#id_username", "marketer")
+        page.fill("#id_password", "a-long-password")
+        page.click("input[type=submit]")
+        return page
+
+    yield _open
+    for context in contexts:
+        context.close()

@@ -9,7 +9,6 @@ import re
 
 import orjson
 import pytest
-from django.contrib.auth.models import User
 
 from ingest.webhooks import webhook_url
 from profiles.email_report import email_campaign_people, email_campaign_report, email_campaigns
@@ -81,23 +80,14 @@ def test_admin_pages_link_every_number_to_its_people(admin_client, campaign):
 
 @pytest.mark.browser
 @pytest.mark.e2e
-def test_marketer_reads_the_campaign_report_in_a_browser(live_server, browser, artifacts, campaign):
-    User.objects.create_superuser("marketer", "m@example.com", "a-long-password")
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    try:
-        page.goto(f"{live_server.url}/admin/login/?next=/admin/ingest/source/")
-        page.fill("#id_username", "marketer")
-        page.fill("#id_password", "a-long-password")
-        page.click("input[type=submit]")
-        page.click("text=Email campaigns")
-        page.click("#email-campaigns a")
-        assert page.inner_text("#email-funnel tr.metric-opened a.unique") == "4"
-        assert page.inner_text("#email-funnel tr.metric-opened td.rate") == "40%"
-        assert page.inner_text("#email-others tr.metric-machine_opened a.unique") == "2"
-        assert page.locator("#campaign-timeline rect.bar-machine_opens").count() >= 1
-        page.screenshot(path=str(artifacts / "campaign-report.png"), full_page=True)
-        page.click("#email-funnel tr.metric-clicked a.unique")
-        assert page.locator("#email-people tbody tr").count() == 2
-    finally:
-        context.close()
+def test_marketer_reads_the_campaign_report_in_a_browser(admin_browser, artifacts, campaign):
+    page = admin_browser("/admin/ingest/source/", width=1280)
+    page.click("text=Email campaigns")
+    page.click("#email-campaigns a")
+    assert page.inner_text("#email-funnel tr.metric-opened a.unique") == "4"
+    assert page.inner_text("#email-funnel tr.metric-opened td.rate") == "40%"
+    assert page.inner_text("#email-others tr.metric-machine_opened a.unique") == "2"
+    assert page.locator("#campaign-timeline rect.bar-machine_opens").count() >= 1
+    page.screenshot(path=str(artifacts / "campaign-report.png"), full_page=True)
+    page.click("#email-funnel tr.metric-clicked a.unique")
+    assert page.locator("#email-people tbody tr").count() == 2
