@@ -12,9 +12,9 @@ from django.db.models import F, Func, JSONField, Q, QuerySet, TextField, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast, Upper
 
+from profiles.db import pg_cursor
 from profiles.identity.extract import normalize_identifier
 from profiles.models import Demotion, Event, Identity, IdentityAudit, IdentityKind, Merge, Profile
-from profiles.services.bulk import pg_cursor
 from profiles.timeline import Cursor
 
 

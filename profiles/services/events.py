@@ -15,8 +15,9 @@ import orjson
 from django.db import connection, transaction
 from django.utils import timezone
 
+from profiles.db import pg_cursor
 from profiles.models import Event
-from profiles.services.bulk import commit_without_flush, pg_cursor
+from profiles.services.bulk import commit_without_flush
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,11 +22,12 @@ import orjson
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from profiles.db import pg_cursor
 from profiles.identity.extract import EVENT_COLUMNS, event_message
 from profiles.identity.planner import GraphView, Message, Plan, ProfileView, plan
 from profiles.identity.rules import IdentityRules, IdKey
 from profiles.models import Demotion, Event, Identity, IdentityLink, Merge, Profile, new_profile_key
-from profiles.services.bulk import commit_without_flush, pg_cursor, rows_insert, rows_update
+from profiles.services.bulk import commit_without_flush, rows_insert, rows_update
 from profiles.services.graph import profile_fold, profile_repoint
 from profiles.services.identity_settings import identity_kinds_register, identity_rules
 from profiles.traits import TraitUpdate, event_trait_updates, traits_apply_updates

@@ -1,0 +1,24 @@
+"""The database connection as the hot paths use it, for reads and writes alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import psycopg
+from django.db import connection
+from psycopg.types.json import set_json_loads
+
+
+def pg_cursor(*, parse_json: bool = False) -> Any:
+    """A cursor on Django's connection (so in its transaction) with server-side binding,
+    wrapped like Django's own: errors become Django's, and tests count its queries. With
+    `parse_json`, json/jsonb columns arrive parsed (by orjson) rather than as text."""
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    raw = connection.connection
+    assert raw is not None
+    cursor = psycopg.Cursor(raw)
+    if parse_json:
+        set_json_loads(orjson.loads, cursor)
+    return connection._prepare_cursor(cursor)  # type: ignore[attr-defined]
