@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 
 from django.utils import timezone
 
-from profiles.services.events import events_mark_processed
-from profiles.services.resolution import events_resolve
+from profiles.services.resolution import CLAIM_BATCH, events_resolve
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,13 +23,10 @@ class PipelineResult:
 
 def events_process(*, event_ids: Sequence[int]) -> PipelineResult:
     """Run the pipeline over stored events: resolve identities (and the traits the events
-    set), then mark them processed. Idempotent: a redelivered task changes nothing."""
-    now = timezone.now()
-    # Resolution marks what it assigns in the same row write; the rest (already resolved,
-    # or with no usable identifier) is marked here.
-    resolved = events_resolve(event_ids=event_ids, processed_at=now)
-    rest = [i for i in event_ids if i not in resolved.marked_ids]
-    marked = events_mark_processed(event_ids=rest, at=now) if rest else 0
+    set) and mark the events processed, in one transaction per chunk. Under load it also
+    takes the backlog stored after them (`events_resolve`'s claim), so the tasks of those
+    events find nothing left. Idempotent: a redelivered task changes nothing."""
+    resolved = events_resolve(event_ids=event_ids, processed_at=timezone.now(), backlog=CLAIM_BATCH)
     return PipelineResult(
-        processed=len(resolved.marked_ids) + marked, changed_profile_ids=frozenset(resolved.changed_profile_ids)
+        processed=len(resolved.marked_ids), changed_profile_ids=frozenset(resolved.changed_profile_ids)
     )

@@ -7,13 +7,18 @@ from typing import Any
 import orjson
 import psycopg
 from django.db import connection
+from psycopg.pq import Format
 from psycopg.types.json import set_json_loads
 
 
-def pg_cursor(*, parse_json: bool = False) -> Any:
+def pg_cursor(*, parse_json: bool = False, binary: bool = False) -> Any:
     """A cursor on Django's connection (so in its transaction) with server-side binding,
     wrapped like Django's own: errors become Django's, and tests count its queries. With
-    `parse_json`, json/jsonb columns arrive parsed (by orjson) rather than as text."""
+    `parse_json`, json/jsonb columns arrive parsed (by orjson) rather than as text. With
+    `binary`, results come in PostgreSQL's binary format: a timestamp is then read by
+    psycopg's C loader, not parsed from text by the Python one Django installs (measured:
+    9% of resolution's Python time); use it with `parse_json`, as Django's JSON fields
+    expect text."""
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     raw = connection.connection
@@ -21,4 +26,6 @@ def pg_cursor(*, parse_json: bool = False) -> Any:
     cursor = psycopg.Cursor(raw)
     if parse_json:
         set_json_loads(orjson.loads, cursor)
+    if binary:
+        cursor.format = Format.BINARY
     return connection._prepare_cursor(cursor)  # type: ignore[attr-defined]

@@ -12,12 +12,10 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from django.db import connection, transaction
-from django.utils import timezone
+from django.db import connection
 
 from profiles.db import pg_cursor
 from profiles.models import Event
-from profiles.services.bulk import commit_without_flush
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,13 +125,3 @@ def _store_generic(events: Sequence[EventIn]) -> list[int]:
             cursor.execute(sql, params)
             ids.extend(row[0] for row in cursor.fetchall())
     return ids
-
-
-def events_mark_processed(*, event_ids: Sequence[int], at: datetime | None = None) -> int:
-    """Mark the given events processed. Idempotent: already processed rows are left as
-    they are, so `processed_at` keeps the first time. Returns how many rows changed."""
-    with transaction.atomic():
-        commit_without_flush()
-        return Event.objects.filter(id__in=list(event_ids), processed_at__isnull=True).update(
-            processed_at=at or timezone.now()
-        )

@@ -1,11 +1,13 @@
 """Identity resolution, applied to stored events.
 
-`events_resolve` loads a chunk of unresolved events, extracts their identifiers, and in one
-transaction per chunk: locks the identifiers (PostgreSQL advisory locks, in hash order) and
-the profiles that own them (row locks, in id order), loads the graph view, runs the pure
-planner, and writes the plan in bulk: new profiles, merges (identities, events and
-tombstones re-pointed, traits merged), new identities, links, demotions, assignments, and
-the traits the events set. Lock order is always identifiers then profiles, each sorted, so
+`events_resolve` works one transaction per chunk of events. Each transaction claims its
+events (row locks that other workers skip; with a backlog, also the oldest unprocessed
+events after them), extracts their identifiers, locks the identifiers no profile owns yet
+(advisory locks, in hash order) and the profiles that own the others (row locks, in id
+order), loads the graph view, runs the pure planner, and writes the plan in bulk: new
+profiles, merges (identities, events and tombstones re-pointed, traits merged), new
+identities, links, demotions, assignments with their processing mark, and the traits the
+events set. Lock order is always events, identifiers, then profiles, each sorted, so
 concurrent workers neither deadlock nor create two profiles for one person.
 """
 
@@ -13,12 +15,11 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
@@ -28,19 +29,30 @@ from profiles.identity.planner import GraphView, Message, Plan, ProfileView, pla
 from profiles.identity.rules import IdentityRules, IdKey
 from profiles.models import Demotion, Event, Identity, IdentityLink, Merge, Profile, new_profile_key
 from profiles.services.bulk import commit_without_flush, rows_insert, rows_update
-from profiles.services.graph import profile_fold, profile_repoint
+from profiles.services.graph import profile_fold, profiles_repoint
 from profiles.services.identity_settings import identity_kinds_register, identity_rules
 from profiles.traits import TraitUpdate, event_trait_updates, traits_apply_updates
 
-# Events per transaction. Each holds an advisory lock per distinct identifier (PostgreSQL's
-# lock table has room for 64 x max_connections), and a chunk this size resolves in about
-# 20 ms; bigger chunks hold locks longer without saving much.
+# Events of a task per transaction (the sweep hands over 500 at a time).
 RESOLVE_CHUNK = 250
+# With a backlog, one transaction claims up to this many events in all: the given ones and
+# the oldest unprocessed events stored after them. Measured (in-process, 67k events): at
+# 100 events a transaction, resolution cost 175 µs of Python and 175 µs of PostgreSQL CPU
+# an event; at 1,000, 92 and 90: most of a transaction's cost is fixed.
+CLAIM_BATCH = 1000
+# Above this many identifiers not stored yet, a transaction locks all of resolution (one
+# exclusive advisory lock) instead of each identifier: PostgreSQL's lock table holds 64
+# locks per connection by default (max_locks_per_transaction), shared by all sessions.
+MAX_IDENTIFIER_LOCKS = 500
 # How often to re-read the graph when a concurrent merge moved it under us.
 LOCK_ATTEMPTS = 8
 # last_seen_at is moved forward only by at least this much, to spare a write per
 # identifier per event for an active user.
 LAST_SEEN_RESOLUTION = timedelta(minutes=1)
+# The advisory lock every resolving transaction holds shared, and one with too many new
+# identifiers holds exclusively. The two-int form keeps it apart from the identifier
+# locks, which are single 64-bit hashes.
+_ALL_IDENTIFIERS = (0x43445052, 1)  # "CDPR", 1
 
 
 class ResolutionContention(DatabaseError):
@@ -52,12 +64,20 @@ class ResolveResult:
     changed_profile_ids: set[int] = field(default_factory=set)
     resolved: int = 0
     unresolved: int = 0
-    marked_ids: set[int] = field(default_factory=set)  # marked processed along with their profile
+    marked_ids: set[int] = field(default_factory=set)  # marked processed by this run
 
 
-@dataclass
+@dataclass(slots=True)
 class _ProfileState:
-    profile: Profile
+    """A locked profile's columns that resolution reads and writes (a `Profile` instance
+    cost more to build than the rest of its work)."""
+
+    id: int
+    merge_count: int
+    first_seen_at: datetime | None
+    last_seen_at: datetime | None
+    traits: dict[str, Any]
+    trait_meta: dict[str, Any]
     dirty: bool = False
 
 
@@ -69,46 +89,96 @@ class _EventFacts:
     context: Any
 
 
-def events_resolve(*, event_ids: Sequence[int], processed_at: datetime | None = None) -> ResolveResult:
+def events_resolve(
+    *, event_ids: Sequence[int], processed_at: datetime | None = None, backlog: int = 0
+) -> ResolveResult:
     """Resolve the given events that have no profile yet. Idempotent: resolved events are
     skipped, so running it twice changes nothing. Returns the profiles it changed.
 
-    With `processed_at`, the events it assigns are marked processed in the same UPDATE:
-    a second UPDATE of every event row cost a third of resolution's time (measured: 8 ms
-    per 100 events), as each update of an indexed column rewrites every index entry."""
-    rules = identity_rules()
-    facts = _load_facts(event_ids, rules)
-    identity_kinds_register(kinds={k for f in facts for k, _ in f.message.identifiers}, rules=rules)
+    Each transaction first claims its events (row locks, skipping rows another worker
+    holds: that worker resolves them). With `backlog`, it also claims up to that many more
+    unprocessed events stored after the given ones, oldest first, up to `CLAIM_BATCH` in
+    all: under load a task resolves many ingest batches at once, which costs far less per
+    event, and the tasks of the events it took find nothing left to do.
+
+    With `processed_at`, every event it claims is marked processed in the same
+    transaction, the resolved ones in the same UPDATE that assigns their profile (a second
+    UPDATE of every event row cost a third of resolution's time)."""
     result = ResolveResult()
-    for start in range(0, len(facts), RESOLVE_CHUNK):
-        _resolve_chunk(facts[start : start + RESOLVE_CHUNK], rules, result, processed_at)
+    rules: list[IdentityRules] = []
+
+    def current_rules() -> IdentityRules:  # read once, and only when there is work
+        if not rules:
+            rules.append(identity_rules())
+        return rules[0]
+
+    ids = list(event_ids)
+    for start in range(0, len(ids), RESOLVE_CHUNK):
+        chunk = ids[start : start + RESOLVE_CHUNK]
+        more = min(backlog, CLAIM_BATCH - len(chunk)) if start == 0 else 0
+        _resolve_chunk(chunk, more, current_rules, result, processed_at)
     return result
 
 
-_FACT_COLUMNS = EVENT_COLUMNS
+_EVENTS = Event._meta.db_table
+_CLAIM_COLUMNS = ("profile_id", *EVENT_COLUMNS)
+# Which of the given events, and of the ids after `start`, are unprocessed: primary-key
+# reads only. A `processed_at IS NULL` condition would invite the partial index of
+# unprocessed events, whose size PostgreSQL cannot know (statistics say "none", as nearly
+# every event is processed): it then read the whole backlog into each claim and sorted it
+# (measured: 25 ms per claim of 1,000 at a 67k backlog, against 1 ms).
+_PENDING_SQL = (
+    f"SELECT id, processed_at IS NULL FROM {_EVENTS} WHERE id = ANY(%b) "
+    f"UNION ALL (SELECT id, processed_at IS NULL FROM {_EVENTS} WHERE id > %b ORDER BY id LIMIT %b)"
+)
+# Then the claim: a row lock on each, skipping rows another transaction holds (it is
+# resolving them), and the check again under the lock.
+_CLAIM_SQL = (
+    f"SELECT processed_at, {', '.join(_CLAIM_COLUMNS)} FROM {_EVENTS} WHERE id = ANY(%b) FOR NO KEY UPDATE SKIP LOCKED"
+)
+# Where this process's next backlog search starts: past every id it has claimed or found
+# done. Only a hint (another worker's claims are found done, a restart starts again from
+# the given ids), it keeps a worker from re-reading what earlier claims took: under load,
+# claims run ahead of the tasks that name the events.
+_frontier = 0
 
 
-def _fact_rows(event_ids: Sequence[int]) -> list[tuple[Any, ...]]:
-    """Unresolved events in (timestamp, id) order: the order the planner replays them in.
-    Looked up by id alone, and filtered here: a `profile_id IS NULL` condition lets
-    PostgreSQL intersect the lookup with every unresolved event of a backlog."""
+def _claim_rows(event_ids: list[int], backlog: int) -> list[tuple[Any, ...]]:
+    """`(profile_id, *EVENT_COLUMNS)` of the unprocessed events this transaction takes: the
+    given ones, and up to `backlog` more after them (the oldest unprocessed past this
+    process's frontier), in (timestamp, id) order: the order the planner replays them in."""
+    global _frontier
+    start = max(max(event_ids, default=0), _frontier)
     if connection.vendor == "postgresql":
-        with pg_cursor(parse_json=True) as cursor:
-            cursor.execute(
-                f"SELECT profile_id, {', '.join(_FACT_COLUMNS)} FROM {Event._meta.db_table} WHERE id = ANY(%b)",
-                [list(event_ids)],
-            )
+        with pg_cursor(parse_json=True, binary=True) as cursor:
+            cursor.execute(_PENDING_SQL, [event_ids, start, 2 * backlog])  # room for rows others took
+            own = set(event_ids)
+            found = cursor.fetchall()
+            wanted = [event_id for event_id, pending in found if pending and event_id in own]
+            after = sorted(row for row in found if row[0] not in own)
+            if not after:  # nothing is stored past the frontier: it may be stale (a database restored)
+                _frontier = max(event_ids, default=0)
+            taken = 0
+            for event_id, pending in after:
+                if taken == backlog:
+                    break
+                _frontier = max(_frontier, event_id)
+                if pending:
+                    wanted.append(event_id)
+                    taken += 1
+            if not wanted:
+                return []
+            cursor.execute(_CLAIM_SQL, [wanted])
             rows = [row[1:] for row in cursor.fetchall() if row[0] is None]
-        return sorted(rows, key=lambda row: (row[1], row[0]))
-    return list(
-        Event.objects.filter(id__in=list(event_ids), profile__isnull=True)
-        .order_by("timestamp", "id")
-        .values_list(*_FACT_COLUMNS)
-    )
-
-
-def _load_facts(event_ids: Sequence[int], rules: IdentityRules) -> list[_EventFacts]:
-    return [_EventFacts(event_message(row, rules), row[4], row[8], row[9]) for row in _fact_rows(event_ids)]
+    else:  # SQLite: IMMEDIATE transactions already run one writer at a time
+        pending = Event.objects.filter(processed_at__isnull=True)
+        rows = list(pending.filter(id__in=event_ids).values_list(*_CLAIM_COLUMNS))
+        if backlog:
+            more = list(pending.filter(id__gt=start).order_by("id").values_list(*_CLAIM_COLUMNS)[:backlog])
+            if more:
+                _frontier = max(_frontier, more[-1][1])
+            rows += more
+    return sorted(rows, key=lambda row: (row[2], row[1]))
 
 
 def _keys(facts: Iterable[_EventFacts]) -> set[IdKey]:
@@ -125,91 +195,93 @@ def _lock_hash(key: IdKey) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _lock_identifiers(keys: set[IdKey]) -> None:
-    """Advisory locks on identifiers, even ones not stored yet, in one fixed order. SQLite
-    needs none: its IMMEDIATE transactions already run one writer at a time."""
-    if connection.vendor != "postgresql" or not keys:
+def _lock_identifiers(new: set[IdKey]) -> None:
+    """Advisory locks on the identifiers no profile owns yet, in one fixed order, so two
+    workers never both create one (identifiers already stored are guarded by their
+    profile's row lock, taken next). Every resolving transaction holds one lock shared;
+    one with too many new identifiers takes it exclusively instead, and waits for the
+    others. SQLite needs none: its IMMEDIATE transactions run one writer at a time."""
+    if connection.vendor != "postgresql":
         return
+    hashes = sorted({_lock_hash(k) for k in new})
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k",
-            [sorted({_lock_hash(k) for k in keys})],
-        )
+        if len(hashes) > MAX_IDENTIFIER_LOCKS:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", _ALL_IDENTIFIERS)
+            return
+        cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", _ALL_IDENTIFIERS)
+        if hashes:
+            cursor.execute("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k", [hashes])
 
 
-def _values_sql(count: int) -> str:
-    return ", ".join(["(%s, %s)"] * count)
-
-
-def _owners(keys: set[IdKey]) -> dict[IdKey, int]:
-    if not keys:
-        return {}
+def _owners(keys: Iterable[IdKey]) -> dict[IdKey, int]:
+    """The profile that owns each of `keys` that is stored."""
     ordered = sorted(keys)
+    if not ordered:
+        return {}
     if connection.vendor == "postgresql":
-        # Arrays on a server-side-bound cursor: one prepared statement whatever the count
-        # (a VALUES list was parsed and planned anew each time: 17 µs an event).
-        with pg_cursor() as cursor:
+        # Arrays on a server-side-bound cursor: one statement text whatever the count (a
+        # VALUES list was parsed and planned anew each time: 17 µs an event).
+        with pg_cursor(binary=True) as cursor:
             cursor.execute(
                 f"SELECT kind, value, profile_id FROM {Identity._meta.db_table} "
                 "WHERE (kind, value) IN (SELECT * FROM unnest(%b::text[], %b::text[]))",
                 [[k for k, _ in ordered], [v for _, v in ordered]],
             )
-            return {(kind, value): profile_id for kind, value, profile_id in cursor.fetchall()}
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT kind, value, profile_id FROM {Identity._meta.db_table} "
-            f"WHERE (kind, value) IN (VALUES {_values_sql(len(ordered))})",
-            [part for key in ordered for part in key],
-        )
-        return {(kind, value): profile_id for kind, value, profile_id in cursor.fetchall()}
-
-
-_IDENTITY_COLUMNS = "id, kind, value, first_seen_at, last_seen_at, profile_id, separations"
-
-
-def _graph_rows(profile_ids: list[int], keys: list[IdKey]) -> list[tuple[Any, ...]]:
-    """Every identity of `profile_ids`, and the current owner of every one of `keys`."""
-    table = Identity._meta.db_table
-    if connection.vendor == "postgresql":
-        with pg_cursor(parse_json=True) as cursor:
-            # Two index lookups, not one OR: PostgreSQL plans the OR as a scan of the whole
-            # table (measured: 60 ms at 200k identities, against 1.5 ms).
+            rows = cursor.fetchall()
+    else:
+        with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT {_IDENTITY_COLUMNS} FROM {table} WHERE profile_id = ANY(%b) UNION "
-                f"SELECT {_IDENTITY_COLUMNS} FROM {table} WHERE (kind, value) IN "
-                "(SELECT * FROM unnest(%b::text[], %b::text[]))",
-                [profile_ids, [k for k, _ in keys], [v for _, v in keys]],
+                f"SELECT kind, value, profile_id FROM {Identity._meta.db_table} "
+                f"WHERE (kind, value) IN (VALUES {', '.join(['(%s, %s)'] * len(ordered))})",
+                [part for key in ordered for part in key],
             )
-            return cursor.fetchall()
-    marks = ", ".join(["%s"] * len(profile_ids)) or "NULL"
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {_IDENTITY_COLUMNS} FROM {table} WHERE profile_id IN ({marks})"
-            + (f" OR (kind, value) IN (VALUES {_values_sql(len(keys))})" if keys else ""),
-            [*profile_ids, *(part for key in keys for part in key)],
-        )
-        convert = connection.ops.convert_datetimefield_value  # type: ignore[attr-defined]  # SQLite only
-        return [
-            (row[0], row[1], row[2], convert(row[3], None, connection), convert(row[4], None, connection), row[5],
-             orjson.loads(row[6]) if isinstance(row[6], str) else row[6])
-            for row in cursor.fetchall()
-        ]  # fmt: skip
+            rows = cursor.fetchall()
+    return {(kind, value): profile_id for kind, value, profile_id in rows}
 
 
-def _lock_view(keys: set[IdKey]) -> tuple[GraphView, dict[int, _ProfileState], dict[IdKey, tuple[int, datetime]]]:
-    """Lock the live profiles owning `keys` and load their whole identity sets, in three
-    queries: the owners, the locks, then the identities (which also re-read the owners).
-    Re-reads when a concurrent merge or split moved an identifier while we waited."""
-    ordered = sorted(keys)
-    for _ in range(LOCK_ATTEMPTS):
-        savepoint = transaction.savepoint()
-        ids = sorted(set(_owners(keys).values()))
+_PROFILE_COLUMNS = ("id", "merged_into_id", "merge_count", "first_seen_at", "last_seen_at", "traits", "trait_meta")
+_IDENTITY_COLUMNS = ("id", "kind", "value", "first_seen_at", "last_seen_at", "profile_id", "separations")
+
+
+def _lock_profiles(ids: list[int]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Lock the profiles `ids` (in id order) and read them with all their identities."""
+    if connection.vendor != "postgresql":
+        profiles = list(Profile.objects.filter(id__in=ids).order_by("id").values_list(*_PROFILE_COLUMNS))
+        return profiles, list(Identity.objects.filter(profile_id__in=ids).values_list(*_IDENTITY_COLUMNS))
+    with pg_cursor(parse_json=True, binary=True) as cursor:
         # NO KEY UPDATE: the ids never change, so inserts that reference these profiles
         # (their foreign-key checks take KEY SHARE) are not blocked by the lock.
-        profiles = list(Profile.objects.select_for_update(no_key=True).filter(id__in=ids).order_by("id"))
-        rows = _graph_rows(ids, ordered)
-        moved = any(row[5] not in ids for row in rows)
-        if not moved and all(p.merged_into_id is None for p in profiles):
+        cursor.execute(
+            f"SELECT {', '.join(_PROFILE_COLUMNS)} FROM {Profile._meta.db_table} WHERE id = ANY(%b) "
+            "ORDER BY id FOR NO KEY UPDATE",
+            [ids],
+        )
+        profiles = cursor.fetchall()
+        cursor.execute(
+            f"SELECT {', '.join(_IDENTITY_COLUMNS)} FROM {Identity._meta.db_table} WHERE profile_id = ANY(%b)", [ids]
+        )
+        return profiles, cursor.fetchall()
+
+
+def _lock_view(
+    keys: set[IdKey], owners: dict[IdKey, int]
+) -> tuple[GraphView, dict[int, _ProfileState], dict[IdKey, tuple[int, datetime]]]:
+    """Lock the live profiles owning `keys` (`owners`, as read under the identifier locks)
+    and load their whole identity sets. Re-reads when a concurrent merge, split or delete
+    moved an identifier meanwhile: a profile gone or merged away, or an owner that no
+    longer holds the identifier."""
+    for attempt in range(LOCK_ATTEMPTS):
+        if attempt:
+            owners = _owners(keys)
+        ids = sorted(set(owners.values()))
+        savepoint = transaction.savepoint()
+        profiles, rows = _lock_profiles(ids)
+        holder = {(kind, value): profile_id for _, kind, value, _, _, profile_id, _ in rows}
+        if (
+            len(profiles) == len(ids)
+            and all(row[1] is None for row in profiles)
+            and all(holder.get(key) == profile_id for key, profile_id in owners.items())
+        ):
             transaction.savepoint_commit(savepoint)
             break
         transaction.savepoint_rollback(savepoint)
@@ -223,33 +295,48 @@ def _lock_view(keys: set[IdKey]) -> tuple[GraphView, dict[int, _ProfileState], d
         known[(kind, value)] = (identity_id, last_seen)
         if separations:
             labels[(kind, value)] = {int(split): side for split, side in separations.items()}
-    view = GraphView({p.id: ProfileView(p.id, p.merge_count, tuple(held[p.id])) for p in profiles}, labels)
-    return view, {p.id: _ProfileState(p) for p in profiles}, known
-
-
-def _unresolved_ids(event_ids: list[int]) -> set[int]:
-    if connection.vendor == "postgresql":
-        with pg_cursor() as cursor:
-            cursor.execute(f"SELECT id, profile_id FROM {Event._meta.db_table} WHERE id = ANY(%b)", [event_ids])
-            return {row[0] for row in cursor.fetchall() if row[1] is None}
-    return set(Event.objects.filter(id__in=event_ids, profile__isnull=True).values_list("id", flat=True))
+    states = {
+        pid: _ProfileState(pid, merges, first, last, traits, meta)
+        for pid, _, merges, first, last, traits, meta in profiles
+    }
+    view = GraphView({pid: ProfileView(pid, s.merge_count, tuple(held[pid])) for pid, s in states.items()}, labels)
+    return view, states, known
 
 
 def _resolve_chunk(
-    facts: list[_EventFacts], rules: IdentityRules, result: ResolveResult, processed_at: datetime | None
+    event_ids: list[int],
+    backlog: int,
+    rules: Callable[[], IdentityRules],
+    result: ResolveResult,
+    processed_at: datetime | None,
 ) -> None:
     with transaction.atomic():
         commit_without_flush()  # all of it derives from the event log: see the function
-        keys = _keys(facts)
-        _lock_identifiers(keys)
-        # Another worker (a sweep racing the original task) may have resolved some already.
-        pending = _unresolved_ids([f.message.event_id for f in facts])
-        facts = [f for f in facts if f.message.event_id in pending]
-        if not facts:
+        claimed = _claim_rows(event_ids, backlog)
+        if not claimed:
             return
-        view, states, known = _lock_view(keys)
-        outcome = plan([f.message for f in facts], view, rules)
-        _apply(outcome, facts, states, known, result, processed_at)
+        facts: list[_EventFacts] = []
+        done: list[int] = []  # claimed and needing no resolution: only the processing mark
+        for row in claimed:
+            if row[0] is not None:  # resolved earlier without the mark
+                done.append(row[1])
+            else:
+                facts.append(_EventFacts(event_message(row[1:], rules()), row[5], row[9], row[10]))
+        if facts:
+            identity_kinds_register(kinds={k for f in facts for k, _ in f.message.identifiers}, rules=rules())
+            keys = _keys(facts)
+            owners = _owners(keys)
+            new = keys - owners.keys()
+            _lock_identifiers(new)
+            owners |= _owners(new)  # stored meanwhile by a worker that held their locks
+            view, states, known = _lock_view(keys, owners)
+            outcome = plan([f.message for f in facts], view, rules())
+            _apply(outcome, facts, states, known, result, processed_at)
+            done.extend(outcome.unresolved)
+        if processed_at is not None and done:
+            rows_update(table=_EVENTS, columns=[("processed_at", "timestamptz")],
+                        rows=[(event_id, processed_at) for event_id in done])  # fmt: skip
+            result.marked_ids.update(done)
 
 
 def _apply(
@@ -295,22 +382,16 @@ def _apply(
 def _create_profiles(outcome: Plan, states: dict[int, _ProfileState], now: datetime) -> dict[int, int]:
     if not outcome.new_profiles:
         return {}
-    keys = [new_profile_key() for _ in outcome.new_profiles]
     ids = rows_insert(
         table=Profile._meta.db_table,
         columns=[("key", "text"), ("created_at", "timestamptz"), ("updated_at", "timestamptz"), ("traits", "jsonb"),
                  ("trait_meta", "jsonb"), ("merge_count", "int4")],
-        rows=[(key, now, now, {}, {}, 0) for key in keys],
+        rows=[(new_profile_key(), now, now, {}, {}, 0) for _ in outcome.new_profiles],
         returning="id",
     )  # fmt: skip
-    created = [
-        Profile(id=pid, key=key, created_at=now, updated_at=now, traits={}, trait_meta={}, merge_count=0)
-        for pid, key in zip(ids, keys, strict=True)
-    ]
-    real = {ref: p.id for ref, p in zip(outcome.new_profiles, created, strict=True)}
-    for p in created:
-        states[p.id] = _ProfileState(p, dirty=True)
-    return real
+    for pid in ids:
+        states[pid] = _ProfileState(pid, 0, None, None, {}, {}, dirty=True)
+    return dict(zip(outcome.new_profiles, ids, strict=True))
 
 
 def _merge_profiles(
@@ -321,14 +402,14 @@ def _merge_profiles(
     if not outcome.merges:
         return
     for step in outcome.merges:
-        profile_fold(kept=states[step.winner].profile, gone=states[step.loser].profile)
+        profile_fold(kept=states[step.winner], gone=states[step.loser])
         states[step.winner].dirty = True
-    for loser, winner in outcome.final_winner.items():
-        profile_repoint(loser_id=loser, winner_id=winner, now=now)
+    profiles_repoint(winners=outcome.final_winner, now=now)
+    for loser in outcome.final_winner:
         states.pop(loser, None)
     for profile_id, count in outcome.merge_counts.items():
         if profile_id in states:
-            states[profile_id].profile.merge_count = count
+            states[profile_id].merge_count = count
     rows_insert(
         table=Merge._meta.db_table,
         columns=[("winner_id", "bigint"), ("loser_id", "bigint"), ("event_id", "bigint"), ("message_id", "text"),
@@ -427,19 +508,21 @@ def _apply_traits_and_seen(
         lo, hi = seen.get(profile_id, (at, at))
         seen[profile_id] = (min(lo, at), max(hi, at))
     for profile_id, (lo, hi) in seen.items():
-        state = states[profile_id]
-        p = state.profile
+        p = states[profile_id]
         if p.first_seen_at is None or lo < p.first_seen_at:
-            p.first_seen_at, state.dirty = lo, True
+            p.first_seen_at, p.dirty = lo, True
         if p.last_seen_at is None or hi > p.last_seen_at:
-            p.last_seen_at, state.dirty = hi, True
+            p.last_seen_at, p.dirty = hi, True
         if updates.get(profile_id):
             p.traits, p.trait_meta, _ = traits_apply_updates(p.traits, p.trait_meta, updates[profile_id])
-            state.dirty = True
-    dirty = [s.profile for s in states.values() if s.dirty]
+            p.dirty = True
     rows_update(
         table=Profile._meta.db_table,
         columns=[("first_seen_at", "timestamptz"), ("last_seen_at", "timestamptz"), ("traits", "jsonb"),
                  ("trait_meta", "jsonb"), ("merge_count", "int4"), ("updated_at", "timestamptz")],
-        rows=[(p.id, p.first_seen_at, p.last_seen_at, p.traits, p.trait_meta, p.merge_count, now) for p in dirty],
+        rows=[
+            (p.id, p.first_seen_at, p.last_seen_at, p.traits, p.trait_meta, p.merge_count, now)
+            for p in states.values()
+            if p.dirty
+        ],
     )  # fmt: skip

@@ -9,7 +9,7 @@ from django.db import connection, transaction
 
 from profiles.models import Event, Profile
 from profiles.services.bulk import commit_without_flush, rows_insert
-from profiles.services.events import events_mark_processed
+from profiles.services.resolution import events_resolve
 
 
 def _synchronous_commit() -> str:
@@ -50,7 +50,10 @@ def test_events_are_marked_processed_at_the_time_given(send):
     event = Event.objects.get()
     at = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
     Event.objects.filter(id=event.id).update(processed_at=None)
-    assert events_mark_processed(event_ids=[event.id], at=at) == 1
+    assert events_resolve(event_ids=[event.id], processed_at=at).marked_ids == {event.id}
     event.refresh_from_db()
     assert event.processed_at == at
-    assert events_mark_processed(event_ids=[event.id]) == 0  # keeps the first time
+    later = datetime(2026, 11, 3, tzinfo=UTC)
+    assert events_resolve(event_ids=[event.id], processed_at=later).marked_ids == set()  # keeps the first time
+    event.refresh_from_db()
+    assert event.processed_at == at

@@ -25,10 +25,15 @@ T0 = datetime(2026, 11, 1, tzinfo=UTC)
 WORKER = """
 import sys, time, django
 django.setup()
+from ingest.pipeline import events_process
 from profiles.services.resolution import events_resolve
 ids = [int(x) for x in sys.argv[2].split(",")]
 time.sleep(max(0.0, float(sys.argv[1]) - time.time()))
-events_resolve(event_ids=ids)
+if sys.argv[3] == "pipeline":  # with the backlog claim: workers race for the same events
+    for start in range(0, len(ids), 25):
+        print(events_process(event_ids=ids[start : start + 25]).processed)
+else:
+    events_resolve(event_ids=ids)
 """
 
 
@@ -64,8 +69,8 @@ def database_url() -> str:
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_concurrent_workers_make_one_profile_per_person(seed):
+@pytest.mark.parametrize(("seed", "mode"), [(1, "resolve"), (2, "resolve"), (3, "pipeline"), (4, "pipeline")])
+def test_concurrent_workers_make_one_profile_per_person(seed, mode):
     source = Source.objects.create(name=f"s{seed}")
     events, owner = population(source.pk)
     with transaction.atomic():
@@ -76,13 +81,17 @@ def test_concurrent_workers_make_one_profile_per_person(seed):
     env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "cdp.settings"}
     start = time.time() + 3.0  # let every process import Django before they race
     procs = [
-        subprocess.Popen([sys.executable, "-c", WORKER, str(start), ",".join(map(str, b))], cwd=ROOT, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen([sys.executable, "-c", WORKER, str(start), ",".join(map(str, b)), mode], cwd=ROOT,
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for b in batches
     ]  # fmt: skip
+    processed = 0
     for p in procs:
-        _, err = p.communicate(timeout=120)
+        out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
+        processed += sum(int(line) for line in out.split())
+    if mode == "pipeline":
+        assert processed == len(events), "each event is processed exactly once, by whichever worker claimed it"
 
     assert not Event.objects.filter(profile__isnull=True).exists()
     live = Profile.objects.filter(merged_into__isnull=True, identities__isnull=False).distinct()
