@@ -28,7 +28,7 @@ from profiles.identity.extract import EVENT_COLUMNS, event_message
 from profiles.identity.planner import GraphView, Message, Plan, ProfileView, plan
 from profiles.identity.rules import IdentityRules, IdKey
 from profiles.models import Demotion, Event, Identity, IdentityLink, Merge, Profile, new_profile_key
-from profiles.services.bulk import commit_without_flush, rows_insert, rows_update
+from profiles.services.bulk import commit_without_flush, plan_for_lookups, rows_insert, rows_update
 from profiles.services.graph import profile_fold, profiles_repoint
 from profiles.services.identity_settings import identity_kinds_register, identity_rules
 from profiles.traits import TraitUpdate, event_trait_updates, traits_apply_updates
@@ -312,6 +312,7 @@ def _resolve_chunk(
 ) -> None:
     with transaction.atomic():
         commit_without_flush()  # all of it derives from the event log: see the function
+        plan_for_lookups()
         claimed = _claim_rows(event_ids, backlog)
         if not claimed:
             return

@@ -12,10 +12,14 @@ from profiles.services.bulk import commit_without_flush, rows_insert
 from profiles.services.resolution import events_resolve
 
 
-def _synchronous_commit() -> str:
+def _setting(name: str) -> str:
     with connection.cursor() as cursor:
-        cursor.execute("SHOW synchronous_commit")
+        cursor.execute(f"SHOW {name}")
         return cursor.fetchone()[0]
+
+
+def _synchronous_commit() -> str:
+    return _setting("synchronous_commit")
 
 
 @pytest.mark.postgres
@@ -28,6 +32,24 @@ def test_commit_without_flush_relaxes_only_its_own_outermost_transaction():
     with transaction.atomic(), transaction.atomic():  # inside a caller's transaction, e.g. a staff operation
         commit_without_flush()
         assert _synchronous_commit() == "on"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_resolution_plans_lookups_in_its_own_transaction_only(source, monkeypatch):
+    from profiles.services import resolution
+
+    seen: list[tuple[str, ...]] = []
+    real_claim = resolution._claim_rows
+
+    def claim(*args):
+        seen.append(tuple(_setting(n) for n in ("enable_seqscan", "enable_hashjoin", "synchronous_commit")))
+        return real_claim(*args)
+
+    monkeypatch.setattr(resolution, "_claim_rows", claim)
+    resolution.events_resolve(event_ids=[1])
+    assert seen == [("off", "off", "off")]
+    assert (_setting("enable_seqscan"), _setting("enable_hashjoin")) == ("on", "on")
 
 
 @pytest.mark.django_db
