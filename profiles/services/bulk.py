@@ -18,36 +18,29 @@ from django.db import connection
 from profiles.db import pg_cursor
 
 
-def commit_without_flush() -> None:
-    """In the current transaction, on PostgreSQL: commit without waiting for the WAL to
-    reach the disk (`synchronous_commit = off`, measured 6 ms a commit here).
+def resolution_settings() -> None:
+    """The settings of a resolution transaction, on PostgreSQL, in one statement. Only in
+    an outermost `atomic` block: never a caller's transaction. `SET LOCAL` ends with it.
 
-    Only for writes derived from the event log, which ingest commits durably: resolution
-    and processing marks. A crash loses at most the last fraction of a second of them,
-    whole transactions at a time, and the events they covered are still unprocessed, so
-    the sweep resolves them again. Never relaxes a caller's transaction: it acts only in
-    an outermost `atomic` block."""
+    Commit without waiting for the WAL to reach the disk (`synchronous_commit = off`,
+    measured 6 ms a commit here). Everything resolution writes derives from the event
+    log, which ingest commits durably: a crash loses at most the last fraction of a second
+    of it, whole transactions at a time, and the events they covered are still
+    unprocessed, so the sweep resolves them again.
+
+    Plan every statement as index lookups and nested loops, never a sequential scan or a
+    hash join where an index can serve. Resolution's statements all find rows by key
+    (events by id, identities by (kind, value) or profile, profiles by id). PostgreSQL
+    plans from statistics that lag a table growing by thousands of rows a second (and
+    never come where autovacuum is off), and with its default guesses an `= ANY` of a few
+    hundred keys, or a join with an `unnest` of them, looked cheaper as a full scan:
+    measured mid-run, identities by profile and a merge's re-pointing of events flipped to
+    sequential scans of the whole table (50-90 ms a statement instead of 1-5)."""
     if connection.vendor == "postgresql" and len(connection.atomic_blocks) == 1:
         with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit = off")
-
-
-def plan_for_lookups() -> None:
-    """In the current transaction, on PostgreSQL: plan every statement as index lookups and
-    nested loops, never a sequential scan or a hash join when an index can serve.
-
-    For resolution's statements, which all find rows by key (events by id, identities by
-    (kind, value) or profile, profiles by id). PostgreSQL plans from statistics that lag a
-    table growing by thousands of rows a second (and never come where autovacuum is off),
-    and with its default guesses an `= ANY` of a few hundred keys, or a join with an
-    `unnest` of them, looked cheaper as a full scan: measured mid-run, identities by
-    profile and merges' re-pointing of events flipped to sequential scans of the whole
-    table (50-90 ms a statement instead of 1-5). `SET LOCAL` ends with the transaction."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true), "
-                "set_config('enable_mergejoin', 'off', true)"
+                "SELECT set_config('synchronous_commit', 'off', true), set_config('enable_seqscan', 'off', true), "
+                "set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
             )
 
 

@@ -28,7 +28,7 @@ from profiles.identity.extract import EVENT_COLUMNS, event_message
 from profiles.identity.planner import GraphView, Message, Plan, ProfileView, plan
 from profiles.identity.rules import IdentityRules, IdKey
 from profiles.models import Demotion, Event, Identity, IdentityLink, Merge, Profile, new_profile_key
-from profiles.services.bulk import commit_without_flush, plan_for_lookups, rows_insert, rows_update
+from profiles.services.bulk import resolution_settings, rows_insert, rows_update
 from profiles.services.graph import profile_fold, profiles_repoint
 from profiles.services.identity_settings import identity_kinds_register, identity_rules
 from profiles.traits import TraitUpdate, event_trait_updates, traits_apply_updates
@@ -143,41 +143,51 @@ _CLAIM_SQL = (
 _frontier = 0
 
 
-def _claim_rows(event_ids: list[int], backlog: int) -> list[tuple[Any, ...]]:
-    """`(profile_id, *EVENT_COLUMNS)` of the unprocessed events this transaction takes: the
-    given ones, and up to `backlog` more after them (the oldest unprocessed past this
-    process's frontier), in (timestamp, id) order: the order the planner replays them in."""
+def _pending(event_ids: list[int], backlog: int) -> list[int]:
+    """The given events that are unprocessed, and up to `backlog` unprocessed events after
+    them (the oldest past this process's frontier)."""
     global _frontier
-    start = max(max(event_ids, default=0), _frontier)
+    last = max(event_ids, default=0)
+    start = max(last, _frontier)
+    if connection.vendor != "postgresql":
+        pending = Event.objects.filter(processed_at__isnull=True)
+        wanted = list(pending.filter(id__in=event_ids).values_list("id", flat=True))
+        if backlog:
+            more = list(pending.filter(id__gt=start).order_by("id").values_list("id", flat=True)[:backlog])
+            if more:
+                _frontier = max(_frontier, more[-1])
+            wanted += more
+        return wanted
+    with pg_cursor(binary=True) as cursor:
+        # Room for rows another worker has taken meanwhile.
+        cursor.execute(_PENDING_SQL, [event_ids, start, backlog + backlog // 4])
+        found = cursor.fetchall()
+    own = set(event_ids)
+    wanted = [event_id for event_id, pending in found if pending and event_id in own]
+    after = sorted(row for row in found if row[0] not in own)
+    if not after:  # nothing is stored past the frontier: it may be stale (a database restored)
+        _frontier = last
+    taken = 0
+    for event_id, pending in after:
+        if taken == backlog:
+            break
+        _frontier = max(_frontier, event_id)
+        if pending:
+            wanted.append(event_id)
+            taken += 1
+    return wanted
+
+
+def _claim_rows(event_ids: list[int]) -> list[tuple[Any, ...]]:
+    """`(profile_id, *EVENT_COLUMNS)` of those of `event_ids` this transaction takes: the
+    unprocessed ones no other transaction holds, in (timestamp, id) order (the order the
+    planner replays them in)."""
     if connection.vendor == "postgresql":
         with pg_cursor(parse_json=True, binary=True) as cursor:
-            cursor.execute(_PENDING_SQL, [event_ids, start, 2 * backlog])  # room for rows others took
-            own = set(event_ids)
-            found = cursor.fetchall()
-            wanted = [event_id for event_id, pending in found if pending and event_id in own]
-            after = sorted(row for row in found if row[0] not in own)
-            if not after:  # nothing is stored past the frontier: it may be stale (a database restored)
-                _frontier = max(event_ids, default=0)
-            taken = 0
-            for event_id, pending in after:
-                if taken == backlog:
-                    break
-                _frontier = max(_frontier, event_id)
-                if pending:
-                    wanted.append(event_id)
-                    taken += 1
-            if not wanted:
-                return []
-            cursor.execute(_CLAIM_SQL, [wanted])
+            cursor.execute(_CLAIM_SQL, [event_ids])
             rows = [row[1:] for row in cursor.fetchall() if row[0] is None]
     else:  # SQLite: IMMEDIATE transactions already run one writer at a time
-        pending = Event.objects.filter(processed_at__isnull=True)
-        rows = list(pending.filter(id__in=event_ids).values_list(*_CLAIM_COLUMNS))
-        if backlog:
-            more = list(pending.filter(id__gt=start).order_by("id").values_list(*_CLAIM_COLUMNS)[:backlog])
-            if more:
-                _frontier = max(_frontier, more[-1][1])
-            rows += more
+        rows = list(Event.objects.filter(id__in=event_ids, processed_at__isnull=True).values_list(*_CLAIM_COLUMNS))
     return sorted(rows, key=lambda row: (row[2], row[1]))
 
 
@@ -310,10 +320,12 @@ def _resolve_chunk(
     result: ResolveResult,
     processed_at: datetime | None,
 ) -> None:
+    wanted = _pending(event_ids, backlog)  # before any transaction: a task with nothing left is one read
+    if not wanted:
+        return
     with transaction.atomic():
-        commit_without_flush()  # all of it derives from the event log: see the function
-        plan_for_lookups()
-        claimed = _claim_rows(event_ids, backlog)
+        resolution_settings()
+        claimed = _claim_rows(wanted)
         if not claimed:
             return
         facts: list[_EventFacts] = []

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection, transaction
 
 from profiles.models import Event, Profile
-from profiles.services.bulk import commit_without_flush, rows_insert
+from profiles.services.bulk import resolution_settings, rows_insert
 from profiles.services.resolution import events_resolve
 
 
@@ -18,38 +18,37 @@ def _setting(name: str) -> str:
         return cursor.fetchone()[0]
 
 
-def _synchronous_commit() -> str:
-    return _setting("synchronous_commit")
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_commit_without_flush_relaxes_only_its_own_outermost_transaction():
+def test_resolution_settings_apply_to_their_own_outermost_transaction_only():
+    settings = ("synchronous_commit", "enable_seqscan", "enable_hashjoin", "enable_mergejoin")
     with transaction.atomic():
-        commit_without_flush()
-        assert _synchronous_commit() == "off"
-    assert _synchronous_commit() == "on"  # SET LOCAL ended with the transaction
+        resolution_settings()
+        assert [_setting(n) for n in settings] == ["off"] * 4
+    assert [_setting(n) for n in settings] == ["on"] * 4  # SET LOCAL ended with the transaction
     with transaction.atomic(), transaction.atomic():  # inside a caller's transaction, e.g. a staff operation
-        commit_without_flush()
-        assert _synchronous_commit() == "on"
+        resolution_settings()
+        assert [_setting(n) for n in settings] == ["on"] * 4
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_resolution_plans_lookups_in_its_own_transaction_only(source, monkeypatch):
+def test_resolution_runs_with_its_settings(send, monkeypatch):
     from profiles.services import resolution
 
-    seen: list[tuple[str, ...]] = []
+    send({"type": "track", "anonymousId": "a1", "event": "Clicked"})
+    event = Event.objects.get()
+    Event.objects.update(profile=None, processed_at=None)
+    seen: list[list[str]] = []
     real_claim = resolution._claim_rows
 
     def claim(*args):
-        seen.append(tuple(_setting(n) for n in ("enable_seqscan", "enable_hashjoin", "synchronous_commit")))
+        seen.append([_setting(n) for n in ("synchronous_commit", "enable_seqscan", "enable_hashjoin")])
         return real_claim(*args)
 
     monkeypatch.setattr(resolution, "_claim_rows", claim)
-    resolution.events_resolve(event_ids=[1])
-    assert seen == [("off", "off", "off")]
-    assert (_setting("enable_seqscan"), _setting("enable_hashjoin")) == ("on", "on")
+    assert resolution.events_resolve(event_ids=[event.id], processed_at=event.received_at).marked_ids == {event.id}
+    assert seen == [["off", "off", "off"]]
 
 
 @pytest.mark.django_db
