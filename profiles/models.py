@@ -274,8 +274,13 @@ class Event(models.Model):
             models.UniqueConstraint(fields=["source_id", "message_id"], name="event_source_message_uniq"),
         ]
         indexes = [
-            models.Index(fields=["profile", "-timestamp"], name="event_profile_timeline"),
-            models.Index(fields=["event", "timestamp"], name="event_name_time"),
+            # Partial: an event enters each only when it has the column (ingest stores every
+            # event without a profile, and only tracks have an event name), one index write
+            # fewer per event at ingest and for pages and identifies at resolution.
+            models.Index(
+                fields=["profile", "-timestamp"], name="event_profile_timeline", condition=Q(profile__isnull=False)
+            ),
+            models.Index(fields=["event", "timestamp"], name="event_name_time", condition=Q(event__isnull=False)),
             models.Index(fields=["source_id", "-received_at"], name="event_source_recent"),
             models.Index(fields=["received_at"], condition=Q(processed_at__isnull=True), name="event_unprocessed"),
         ]

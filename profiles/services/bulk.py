@@ -44,40 +44,53 @@ def resolution_settings() -> None:
             )
 
 
+Column = tuple[str, str]  # (name, PostgreSQL type)
+Constant = tuple[str, str, Any]  # (name, PostgreSQL type, the value of every row)
+
+
 def rows_insert(
     *,
     table: str,
-    columns: Sequence[tuple[str, str]],
+    columns: Sequence[Column],
     rows: Sequence[Sequence[Any]],
+    constants: Sequence[Constant] = (),
     returning: str | None = None,
     skip_conflicts: bool = False,
 ) -> list[Any]:
-    """Insert `rows` (values in the order of `columns`, each `(name, PostgreSQL type)`).
-    Returns the `returning` column of each inserted row, in order. With `skip_conflicts`,
-    rows that break a unique constraint are skipped (and return nothing)."""
+    """Insert `rows` (values in the order of `columns`), each with the `constants` too (one
+    parameter each, not an array of the same value). Returns the `returning` column of
+    each inserted row, in order. With `skip_conflicts`, rows that break a unique
+    constraint are skipped (and return nothing)."""
     if not rows:
         return []
-    names = ", ".join(name for name, _ in columns)
+    names = ", ".join(name for name, *_ in (*columns, *constants))
     tail = (" ON CONFLICT DO NOTHING" if skip_conflicts else "") + (f" RETURNING {returning}" if returning else "")
     if connection.vendor == "postgresql":
-        arrays = _pg_arrays(rows, [t for _, t in columns])
-        types = ", ".join(f"%b::{t}[]" for _, t in columns)
+        fixed = "".join(f", %b::{t}" for _, t, _ in constants)
+        arrays = ", ".join(f"%b::{t}[]" for _, t in columns)
+        params = [*(_pg_value(v, t) for _, t, v in constants), *_pg_arrays(rows, [t for _, t in columns])]
         with pg_cursor() as cursor:
-            cursor.execute(f"INSERT INTO {table} ({names}) SELECT * FROM unnest({types}){tail}", arrays)
+            cursor.execute(f"INSERT INTO {table} ({names}) SELECT v.*{fixed} FROM unnest({arrays}) AS v{tail}", params)
             return [row[0] for row in cursor.fetchall()] if returning else []
     out: list[Any] = []
-    marks = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    per_statement = max(1, 900 // len(columns))  # SQLite's bound-parameter limit
+    width = len(columns) + len(constants)
+    marks = "(" + ", ".join(["%s"] * width) + ")"
+    per_statement = max(1, 900 // width)  # SQLite's bound-parameter limit
+    fixed_values = [_plain(v) for _, _, v in constants]
     with connection.cursor() as cursor:
         for start in range(0, len(rows), per_statement):
             chunk = rows[start : start + per_statement]
             cursor.execute(
                 f"INSERT INTO {table} ({names}) VALUES {', '.join([marks] * len(chunk))}{tail}",
-                [_plain(value) for row in chunk for value in row],
+                [value for row in chunk for value in (*map(_plain, row), *fixed_values)],
             )
             if returning:
                 out.extend(row[0] for row in cursor.fetchall())
     return out
+
+
+def _pg_value(value: Any, pg_type: str) -> Any:
+    return orjson.dumps(value).decode() if pg_type in ("jsonb", "json") else value
 
 
 def _pg_arrays(rows: Sequence[Sequence[Any]], types: Sequence[str]) -> list[list[Any]]:
@@ -99,12 +112,13 @@ def _plain(value: Any) -> Any:
 def rows_update(
     *,
     table: str,
-    columns: Sequence[tuple[str, str]],
+    columns: Sequence[Column],
     rows: Sequence[Sequence[Any]],
-    key: tuple[str, str] = ("id", "bigint"),
+    constants: Sequence[Constant] = (),
+    key: Column = ("id", "bigint"),
     set_sql: dict[str, str] | None = None,
 ) -> None:
-    """Set `columns` (name, PostgreSQL type) from `rows`, each `(key, *values)`.
+    """Set `columns` from `rows`, each `(key, *values)`, and `constants` on every row.
 
     `set_sql` overrides the expression of a column, with `{new}` for the incoming value and
     `{old}` for the current one, e.g. `GREATEST({old}, {new})` (LEAST/GREATEST become
@@ -114,23 +128,27 @@ def rows_update(
     set_sql = set_sql or {}
     names = [name for name, _ in columns]
     if connection.vendor == "postgresql":
-        exprs = {n: set_sql.get(n, "{new}").format(old=f"{table}.{n}", new=f"v.{n}") for n in names}
+        exprs = [f"{n} = " + set_sql.get(n, "{new}").format(old=f"{table}.{n}", new=f"v.{n}") for n in names]
+        exprs += [
+            f"{n} = " + set_sql.get(n, "{new}").format(old=f"{table}.{n}", new=f"%b::{t}") for n, t, _ in constants
+        ]
         types = [key[1], *(t for _, t in columns)]
         sql = (
-            f"UPDATE {table} SET " + ", ".join(f"{n} = {exprs[n]}" for n in names)
-            + " FROM unnest(" + ", ".join(f"%b::{t}[]" for t in types) + f") AS v({key[0]}, {', '.join(names)})"
+            f"UPDATE {table} SET " + ", ".join(exprs)
+            + " FROM unnest(" + ", ".join(f"%b::{t}[]" for t in types) + f") AS v({', '.join([key[0], *names])})"
             + f" WHERE {table}.{key[0]} = v.{key[0]}"
         )  # fmt: skip
-        arrays = _pg_arrays(rows, types)
+        params = [*(_pg_value(v, t) for _, t, v in constants), *_pg_arrays(rows, types)]
         with pg_cursor() as cursor:
-            cursor.execute(sql, arrays)
+            cursor.execute(sql, params)
         return
     parts, uses = [], []
-    for i, n in enumerate(names, start=1):
+    for i, n in enumerate([*names, *(n for n, _, _ in constants)], start=1):
         expr = set_sql.get(n, "{new}").replace("GREATEST", "MAX").replace("LEAST", "MIN")
         uses += [i] * expr.count("{new}")
         parts.append(f"{n} = " + expr.format(old=n, new="%s"))
     sql = f"UPDATE {table} SET {', '.join(parts)} WHERE {key[0]} = %s"
-    params = [[_plain(row[i]) for i in uses] + [row[0]] for row in rows]
+    fixed = tuple(v for _, _, v in constants)
+    params = [[_plain((*row, *fixed)[i]) for i in uses] + [row[0]] for row in rows]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)

@@ -347,8 +347,8 @@ def _resolve_chunk(
             _apply(outcome, facts, states, known, result, processed_at)
             done.extend(outcome.unresolved)
         if processed_at is not None and done:
-            rows_update(table=_EVENTS, columns=[("processed_at", "timestamptz")],
-                        rows=[(event_id, processed_at) for event_id in done])  # fmt: skip
+            rows_update(table=_EVENTS, columns=[], constants=[("processed_at", "timestamptz", processed_at)],
+                        rows=[(event_id,) for event_id in done])  # fmt: skip
             result.marked_ids.update(done)
 
 
@@ -374,10 +374,11 @@ def _apply(
     rows_insert(
         table=Demotion._meta.db_table,
         columns=[("event_id", "bigint"), ("message_id", "text"), ("kind", "text"), ("value", "text"),
-                 ("rule", "text"), ("profile_id", "bigint"), ("created_at", "timestamptz")],
+                 ("rule", "text"), ("profile_id", "bigint")],
+        constants=[("created_at", "timestamptz", now)],
         rows=[
             (d.event_id, by_event[d.event_id].message.message_id, d.key[0], d.key[1], d.rule,
-             r(d.profile) if d.profile is not None else None, now)
+             r(d.profile) if d.profile is not None else None)
             for d in outcome.demotions
         ],
         skip_conflicts=True,
@@ -397,9 +398,10 @@ def _create_profiles(outcome: Plan, states: dict[int, _ProfileState], now: datet
         return {}
     ids = rows_insert(
         table=Profile._meta.db_table,
-        columns=[("key", "text"), ("created_at", "timestamptz"), ("updated_at", "timestamptz"), ("traits", "jsonb"),
-                 ("trait_meta", "jsonb"), ("merge_count", "int4")],
-        rows=[(new_profile_key(), now, now, {}, {}, 0) for _ in outcome.new_profiles],
+        columns=[("key", "text")],
+        constants=[("created_at", "timestamptz", now), ("updated_at", "timestamptz", now), ("traits", "jsonb", {}),
+                   ("trait_meta", "jsonb", {}), ("merge_count", "int4", 0)],
+        rows=[(new_profile_key(),) for _ in outcome.new_profiles],
         returning="id",
     )  # fmt: skip
     for pid in ids:
@@ -426,10 +428,11 @@ def _merge_profiles(
     rows_insert(
         table=Merge._meta.db_table,
         columns=[("winner_id", "bigint"), ("loser_id", "bigint"), ("event_id", "bigint"), ("message_id", "text"),
-                 ("reason", "text"), ("identifiers", "jsonb"), ("created_at", "timestamptz")],
+                 ("identifiers", "jsonb")],
+        constants=[("reason", "text", ""), ("created_at", "timestamptz", now)],
         rows=[
-            (s.winner, s.loser, s.event_id, by_event[s.event_id].message.message_id, "",
-             [f"{k}:{v}" for k, v in s.identifiers], now)
+            (s.winner, s.loser, s.event_id, by_event[s.event_id].message.message_id,
+             [f"{k}:{v}" for k, v in s.identifiers])
             for s in outcome.merges
         ],
     )  # fmt: skip
@@ -440,14 +443,15 @@ def _insert_identities(outcome: Plan, r: Any, known: dict[IdKey, tuple[int, date
         return
     rows: list[tuple[Any, ...]] = [
         (n.key[0], n.key[1], r(n.profile), n.first_seen, outcome.seen[n.key][1], n.event_id, n.message_id,
-         n.source_id, {})
+         n.source_id)
         for n in outcome.new_identities
     ]  # fmt: skip
     ids = rows_insert(
         table=Identity._meta.db_table,
         columns=[("kind", "text"), ("value", "text"), ("profile_id", "bigint"), ("first_seen_at", "timestamptz"),
                  ("last_seen_at", "timestamptz"), ("first_event_id", "bigint"), ("first_message_id", "text"),
-                 ("source_id", "int4"), ("separations", "jsonb")],
+                 ("source_id", "int4")],
+        constants=[("separations", "jsonb", {})],
         rows=rows,
         returning="id",
     )  # fmt: skip
@@ -494,8 +498,9 @@ def _assign_events(assignments: dict[int, int], processed_at: datetime | None) -
         return
     rows_update(
         table=Event._meta.db_table,
-        columns=[("profile_id", "bigint"), ("processed_at", "timestamptz")],
-        rows=[(event, profile, processed_at) for event, profile in assignments.items()],
+        columns=[("profile_id", "bigint")],
+        constants=[("processed_at", "timestamptz", processed_at)],
+        rows=list(assignments.items()),
         set_sql={"processed_at": "COALESCE({old}, {new})"},
     )
 
@@ -532,9 +537,10 @@ def _apply_traits_and_seen(
     rows_update(
         table=Profile._meta.db_table,
         columns=[("first_seen_at", "timestamptz"), ("last_seen_at", "timestamptz"), ("traits", "jsonb"),
-                 ("trait_meta", "jsonb"), ("merge_count", "int4"), ("updated_at", "timestamptz")],
+                 ("trait_meta", "jsonb"), ("merge_count", "int4")],
+        constants=[("updated_at", "timestamptz", now)],
         rows=[
-            (p.id, p.first_seen_at, p.last_seen_at, p.traits, p.trait_meta, p.merge_count, now)
+            (p.id, p.first_seen_at, p.last_seen_at, p.traits, p.trait_meta, p.merge_count)
             for p in states.values()
             if p.dirty
         ],

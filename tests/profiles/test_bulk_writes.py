@@ -8,7 +8,7 @@ import pytest
 from django.db import connection, transaction
 
 from profiles.models import Event, Profile
-from profiles.services.bulk import resolution_settings, rows_insert
+from profiles.services.bulk import resolution_settings, rows_insert, rows_update
 from profiles.services.resolution import events_resolve
 
 
@@ -63,6 +63,31 @@ def test_rows_insert_returns_ids_in_order_and_can_skip_conflicts():
     again = rows_insert(table=Profile._meta.db_table, columns=columns, rows=[*rows[:2], ("use_new", at, at, {}, {}, 0)],
                         returning="id", skip_conflicts=True)  # fmt: skip
     assert len(again) == 1 and Profile.objects.get(id=again[0]).key == "use_new"
+
+
+@pytest.mark.django_db
+def test_constants_are_written_to_every_row_inserted_or_updated():
+    at, later = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)
+    ids = rows_insert(
+        table=Profile._meta.db_table, columns=[("key", "text")], rows=[("use_a",), ("use_b",)], returning="id",
+        constants=[("created_at", "timestamptz", at), ("updated_at", "timestamptz", at), ("traits", "jsonb", {"x": 1}),
+                   ("trait_meta", "jsonb", {}), ("merge_count", "int4", 0)],
+    )  # fmt: skip
+    assert list(Profile.objects.filter(id__in=ids).order_by("id").values_list("key", "traits", "created_at")) == [
+        ("use_a", {"x": 1}, at), ("use_b", {"x": 1}, at),
+    ]  # fmt: skip
+    rows_update(
+        table=Profile._meta.db_table, columns=[("merge_count", "int4")], rows=[(ids[0], 3), (ids[1], 4)],
+        constants=[("updated_at", "timestamptz", later), ("last_seen_at", "timestamptz", later)],
+        set_sql={"last_seen_at": "COALESCE({old}, {new})"},
+    )  # fmt: skip
+    assert list(Profile.objects.filter(id__in=ids).order_by("id").values_list("merge_count", "updated_at")) == [
+        (3, later), (4, later),
+    ]  # fmt: skip
+    keep_first = {"last_seen_at": "COALESCE({old}, {new})"}
+    rows_update(table=Profile._meta.db_table, columns=[], rows=[(ids[0],)],
+                constants=[("last_seen_at", "timestamptz", at)], set_sql=keep_first)  # fmt: skip
+    assert Profile.objects.get(id=ids[0]).last_seen_at == later  # COALESCE kept the first
 
 
 @pytest.mark.django_db
