@@ -41,8 +41,9 @@ def _stamp(entry: Mapping[str, Any] | None) -> tuple[str, str]:
 
 
 def _iso(at: datetime) -> str:
-    # One fixed format (UTC, microseconds) so stamps compare as strings.
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # One fixed format (UTC, microseconds) so stamps compare as strings; isoformat is the
+    # same text as strftime("%Y-%m-%dT%H:%M:%S.%fZ"), several times faster.
+    return at.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def traits_apply_updates(

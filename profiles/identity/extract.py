@@ -36,13 +36,16 @@ def normalize_identifier(kind: str, raw: str) -> str | None:
     return value.lower() if kind.lower() == "email" else value
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def _camel(key: str) -> str:
     head, *rest = key.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+_NONE: dict[str, Any] = {}
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else _NONE
 
 
 def extract_identifiers(
@@ -57,39 +60,43 @@ def extract_identifiers(
 ) -> list[IdKey]:
     """The message's identifiers, normalised, without blocked values or repeats, most
     trusted first. A blocked value is simply not an identifier; the message still resolves
-    by the others."""
-    traits, context, properties = _dict(traits), _dict(context), _dict(properties)
-    context_traits = _dict(context.get("traits"))
+    by the others. (Written for speed: it runs for every event, and was a quarter of
+    resolution's Python time as small helper calls.)"""
+    traits, context, properties = _mapping(traits), _mapping(context), _mapping(properties)
+    context_traits = _mapping(context.get("traits"))
     found: list[IdKey] = []
-
-    def add(kind: str, raw: Any, lower: bool = False) -> None:
-        value = _text(raw)
-        if value is not None:
-            found.append((kind, value.lower() if lower else value))
-
-    add("user_id", user_id)
-    add("anonymous_id", anonymous_id)
+    for kind, raw in (("user_id", user_id), ("anonymous_id", anonymous_id)):
+        if raw is not None and (value := _text(raw)):
+            found.append((kind, value))
     for holder in (traits, context_traits, properties):
-        add("email", holder.get("email"), lower=True)
+        if (raw := holder.get("email")) is not None and (value := _text(raw)):
+            found.append(("email", value.lower()))
 
     for external in context.get("externalIds") or ():
         if not isinstance(external, dict) or external.get("collection", "users") != "users":
             continue
-        kind = _text(external.get("type"))
-        if kind:
-            add(kind.lower(), external.get("id"), lower=kind.lower() == "email")
+        external_type = _text(external.get("type"))
+        if external_type and (value := _text(external.get("id"))):
+            external_kind = external_type.lower()
+            found.append((external_kind, value.lower() if external_kind == "email" else value))
 
-    device = _dict(context.get("device"))
-    device_type = _text(device.get("type"))
-    if device_type and device_type.lower() in _DEVICE_TYPES:
-        prefix = device_type.lower()
-        add(f"{prefix}.id", device.get("id"))
-        if device.get("adTrackingEnabled") is True:
-            add(f"{prefix}.idfa", device.get("advertisingId"))
-        add(f"{prefix}.push_token", device.get("token"))
+    device = context.get("device")
+    if isinstance(device, dict) and device:
+        device_type = _text(device.get("type"))
+        if device_type and device_type.lower() in _DEVICE_TYPES:
+            prefix = device_type.lower()
+            for kind, raw in (
+                (f"{prefix}.id", device.get("id")),
+                (f"{prefix}.idfa", device.get("advertisingId") if device.get("adTrackingEnabled") is True else None),
+                (f"{prefix}.push_token", device.get("token")),
+            ):
+                if raw is not None and (value := _text(raw)):
+                    found.append((kind, value))
 
-    for holder in (_dict(integrations), _dict(context.get("integrations"))):
-        add("ga_client_id", _dict(holder.get("Google Analytics")).get("clientId"))
+    for holder in (integrations, context.get("integrations")):
+        ga = holder.get("Google Analytics") if isinstance(holder, dict) else None
+        if isinstance(ga, dict) and (value := _text(ga.get("clientId"))) is not None:
+            found.append(("ga_client_id", value))
 
     for custom in rules.custom:
         holders = {
@@ -98,15 +105,19 @@ def extract_identifiers(
             "context": (context,),
         }.get(custom.location, ())
         for holder in holders:
-            for key in dict.fromkeys((custom.key, _camel(custom.key))):
-                add(custom.kind, holder.get(key))
+            for name in dict.fromkeys((custom.key, _camel(custom.key))):
+                if (value := _text(holder.get(name))) is not None:
+                    found.append((custom.kind, value))
 
-    unique = [
-        key
-        for key in dict.fromkeys(found)
-        if len(key[1]) <= MAX_IDENTIFIER_CHARS and len(key[0]) <= 64 and not rules.rule(key[0]).blocks(key[1])
-    ]
-    return sorted(unique, key=rules.rank_key)
+    unique: list[IdKey] = []
+    for candidate in found:
+        kind, value = candidate
+        if candidate in unique or len(value) > MAX_IDENTIFIER_CHARS or len(kind) > 64 or rules.rule(kind).blocks(value):
+            continue
+        unique.append(candidate)
+    if len(unique) > 1:
+        unique.sort(key=rules.rank_key)
+    return unique
 
 
 def event_message(row: tuple[Any, ...], rules: IdentityRules) -> Message:

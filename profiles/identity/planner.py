@@ -110,7 +110,7 @@ class Plan:
     final_winner: Mapping[int, int]  # every merged-away existing profile -> its final winner
     merge_counts: Mapping[int, int]  # profiles that absorbed others -> their merge count now
     demotions: tuple[DemotionStep, ...]
-    links: tuple[LinkStep, ...]
+    links: tuple[LinkStep, ...]  # each pair seen together, once: with the first message that carried it
     seen: Mapping[IdKey, tuple[datetime, datetime]]  # identifier -> first and last seen in this batch
     unresolved: tuple[int, ...]  # events with no usable identifier
     changed: frozenset[int]
@@ -193,6 +193,7 @@ class _Planner:
         self.forward: dict[int, int] = {}
         self.demotions: list[DemotionStep] = []
         self.links: list[LinkStep] = []
+        self.linked: set[tuple[IdKey, IdKey]] = set()
         self.seen: dict[IdKey, tuple[datetime, datetime]] = {}
         self.unresolved: list[int] = []
         self.changed: set[int] = set()
@@ -242,15 +243,21 @@ class _Planner:
             self.unresolved.append(message.event_id)
             return
         g, at = self.g, message.timestamp
-        while True:
-            owners = sorted({g.owner[key] for key in ids if key in g.owner}, key=_age)
-            new = [key for key in ids if key not in g.owner]
-            broken = self.violation(owners, new, at)
-            if broken is None:
-                break
-            # Never empty here: a single identifier, known or new, cannot break anything.
-            victim = ids.pop()
-            self.demotions.append(DemotionStep(message.event_id, victim, broken, owners[0] if owners else None))
+        owner = g.owner.get(ids[0])
+        if owner is not None and all(g.owner.get(key) == owner for key in ids):
+            # The common case, a known person: one profile holds every identifier already,
+            # so nothing is added or merged and no rule can break.
+            owners, new = [owner], []
+        else:
+            while True:
+                owners = sorted({g.owner[key] for key in ids if key in g.owner}, key=_age)
+                new = [key for key in ids if key not in g.owner]
+                broken = self.violation(owners, new, at)
+                if broken is None:
+                    break
+                # Never empty here: a single identifier, known or new, cannot break anything.
+                victim = ids.pop()
+                self.demotions.append(DemotionStep(message.event_id, victim, broken, owners[0] if owners else None))
 
         if owners:
             winner = owners[0]
@@ -271,11 +278,17 @@ class _Planner:
             )
         pairs = combinations(ids, 2) if len(ids) <= _CLIQUE_MAX else ((ids[0], other) for other in ids[1:])
         for a, b in pairs:
-            low, high = (a, b) if a <= b else (b, a)
-            self.links.append(LinkStep(low, high, message.event_id, at))
+            pair = (a, b) if a <= b else (b, a)
+            if pair not in self.linked:
+                self.linked.add(pair)
+                self.links.append(LinkStep(*pair, message.event_id, at))
+        seen = self.seen
         for key in ids:
-            first, last = self.seen.get(key, (at, at))
-            self.seen[key] = (min(first, at), max(last, at))
+            span = seen.get(key)
+            if span is None:
+                seen[key] = (at, at)
+            elif at < span[0] or at > span[1]:
+                seen[key] = (min(span[0], at), max(span[1], at))
         self.assignments[message.event_id] = winner
         self.changed.add(winner)
 

@@ -288,12 +288,10 @@ def identities_rebuild(
         ids = dict(
             ((k, v), pk) for k, v, pk in Identity.objects.values_list("kind", "value", "id").iterator(chunk_size=10000)
         )
-        first_links: dict[tuple[IdKey, IdKey], Any] = {}
-        for link in result.links:
-            first_links.setdefault((link.a, link.b), link)
         IdentityLink.objects.bulk_create(
-            [IdentityLink(a_id=ids[a], b_id=ids[b], first_event_id=link.event_id, first_seen_at=link.timestamp)
-             for (a, b), link in first_links.items()],
+            [IdentityLink(a_id=ids[link.a], b_id=ids[link.b], first_event_id=link.event_id,
+                          first_seen_at=link.timestamp)
+             for link in result.links],
             batch_size=REBUILD_CHUNK, ignore_conflicts=True,
         )  # fmt: skip
         Demotion.objects.bulk_create(

@@ -167,14 +167,15 @@ def _pending(event_ids: list[int], backlog: int) -> list[int]:
     after = sorted(row for row in found if row[0] not in own)
     if not after:  # nothing is stored past the frontier: it may be stale (a database restored)
         _frontier = last
-    taken = 0
+    taken = passed = 0
     for event_id, pending in after:
         if taken == backlog:
             break
-        _frontier = max(_frontier, event_id)
+        passed = event_id
         if pending:
             wanted.append(event_id)
             taken += 1
+    _frontier = max(_frontier, passed)
     return wanted
 
 
@@ -477,16 +478,14 @@ def _touch_identities(outcome: Plan, known: dict[IdKey, tuple[int, datetime]]) -
 def _insert_links(outcome: Plan, by_event: dict[int, _EventFacts], known: dict[IdKey, tuple[int, datetime]]) -> None:
     """Every pair of identifiers seen together, once, with the first message that carried
     it. `known` holds the id of every identifier a plan's message kept (loaded or new)."""
-    first: dict[tuple[IdKey, IdKey], Any] = {}
-    for link in outcome.links:
-        first.setdefault((link.a, link.b), link)
     rows_insert(
         table=IdentityLink._meta.db_table,
         columns=[("a_id", "bigint"), ("b_id", "bigint"), ("first_event_id", "bigint"), ("first_message_id", "text"),
                  ("first_seen_at", "timestamptz")],
         rows=[
-            (known[a][0], known[b][0], link.event_id, by_event[link.event_id].message.message_id, link.timestamp)
-            for (a, b), link in first.items()
+            (known[link.a][0], known[link.b][0], link.event_id, by_event[link.event_id].message.message_id,
+             link.timestamp)
+            for link in outcome.links
         ],
         skip_conflicts=True,
     )  # fmt: skip
