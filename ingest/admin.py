@@ -98,6 +98,7 @@ class SourceAdmin(admin.ModelAdmin[Source]):
             "source": source,
             "accepted": accepted,
             "rejected": rejected,
+            "waiting": selectors.debugger_waiting(source_id=source.pk) if source else (0, None),
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/ingest/debugger_source.html", context)

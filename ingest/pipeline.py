@@ -1,4 +1,5 @@
-"""The pipeline: what happens to a stored batch, conducted layer by layer (docs/architecture.md).
+"""The pipeline: what happens to an accepted batch, conducted layer by layer
+(docs/architecture.md).
 
 Each step lives in the layer that owns it and returns what the next step needs; this
 module only calls them in order. Computed traits, audiences and destinations join here as
@@ -12,21 +13,23 @@ from dataclasses import dataclass, field
 
 from django.utils import timezone
 
-from profiles.services.resolution import CLAIM_BATCH, events_resolve
+from ingest.counters import counters_add
+from profiles.services.resolution import batches_resolve
 
 
 @dataclass(frozen=True, slots=True)
 class PipelineResult:
-    processed: int
+    processed: int  # messages taken from batches: written to the log, or dropped as duplicates
     changed_profile_ids: frozenset[int] = field(default_factory=frozenset)
 
 
-def events_process(*, event_ids: Sequence[int]) -> PipelineResult:
-    """Run the pipeline over stored events: resolve identities (and the traits the events
-    set) and mark the events processed, in one transaction per chunk. Under load it also
-    takes the backlog stored after them (`events_resolve`'s claim), so the tasks of those
-    events find nothing left. Idempotent: a redelivered task changes nothing."""
-    resolved = events_resolve(event_ids=event_ids, processed_at=timezone.now(), backlog=CLAIM_BATCH)
-    return PipelineResult(
-        processed=len(resolved.marked_ids), changed_profile_ids=frozenset(resolved.changed_profile_ids)
-    )
+def events_process(*, batch_ids: Sequence[int]) -> PipelineResult:
+    """Run the pipeline over accepted batches: resolve each message's profile (and the
+    traits it sets) and write it to the event log, in one transaction per chunk; under
+    load, take the backlog after them too (`batches_resolve`), so the tasks of those
+    batches find nothing left. Then count the duplicates the log already held: the edge
+    counted them as accepted. Idempotent: a redelivered task changes nothing."""
+    resolved = batches_resolve(batch_ids=batch_ids, processed_at=timezone.now(), backlog=True)
+    if resolved.duplicates:
+        counters_add({key: (-n, n, 0) for key, n in resolved.duplicates.items()})
+    return PipelineResult(processed=resolved.processed, changed_profile_ids=frozenset(resolved.changed_profile_ids))

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from ingest.models import IngestCounter, RejectedMessage, Source
 from profiles.models import Event
-from profiles.selectors import events_recent_for_source
+from profiles.selectors import batches_waiting, events_recent_for_source
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +57,8 @@ def debugger_recent(*, source_id: int | None, limit: int = 50) -> tuple[list[Eve
     )
     rejected = list(refused.order_by("-received_at", "-id")[:limit])
     return accepted, rejected
+
+
+def debugger_waiting(*, source_id: int) -> tuple[int, datetime | None]:
+    """How many of a source's accepted messages wait for the pipeline, and since when."""
+    return batches_waiting(source_id=source_id)

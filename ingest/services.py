@@ -16,10 +16,11 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from django.db import connection, transaction
+from django.db import transaction
 from kombu.exceptions import OperationalError as BrokerError
 
 from ingest import links
+from ingest.counters import counters_add
 from ingest.messages import (
     MAX_MESSAGE_BYTES,
     MESSAGE_TYPES,
@@ -31,8 +32,8 @@ from ingest.messages import (
     parse_json,
     split_batch,
 )
-from ingest.models import IngestCounter, RejectedMessage, Source
-from profiles.services.events import EventIn, events_store
+from ingest.models import RejectedMessage, Source
+from profiles.services.events import EventIn, batch_store
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ class Outcome:
 
     status: int
     body: dict[str, Any]
-    stored_ids: list[int] = field(default_factory=list)
+    accepted: int = 0  # valid messages, kept for the pipeline (which drops the ones already stored)
+    batch_ids: list[int] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
 
 
@@ -128,12 +130,14 @@ def messages_ingest(
     defaults: BatchDefaults | None = None,
     email_identifies: bool = False,
 ) -> Outcome:
-    """Authenticate, validate and store `items`, in one transaction.
+    """Authenticate, validate and keep `items`, in one transaction: the valid ones as one
+    batch per source (`profiles.services.events.batch_store`).
 
     Answers 401 when no item can be authenticated (a missing, unknown or disabled key),
     200 otherwise, listing refused items by index. A single call (`type_` given) that is
-    refused answers 400. Duplicates of stored `(source, messageId)` are ignored. After the
-    commit, the new event ids go to the `ingest.process_events` task."""
+    refused answers 400. After the commit, the batch ids go to the `ingest.process_events`
+    task, which writes the messages to the event log; a `(source, messageId)` the log
+    already holds is dropped there, and counted as a duplicate."""
     item_keys = [i.get("writeKey") if isinstance(i, dict) else None for i in items]
     item_keys = [k if isinstance(k, str) and k else None for k in item_keys]
     sources = sources_by_key([write_key, *item_keys])
@@ -165,42 +169,41 @@ def messages_ingest(
         _record_refused_request(None, endpoint, received_at, rejection.code, rejection.message, items)
         return Outcome(401, {"code": rejection.code, "message": rejection.message})
 
-    stored: list[int] = []
+    batches: list[int] = []
     with transaction.atomic():
         counts: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
         for source_id, events in by_source.items():
-            ids = events_store(events=events)
-            stored.extend(ids)
-            counts[source_id][0] += len(ids)
-            counts[source_id][1] += len(events) - len(ids)
+            batches.append(batch_store(events=events))
+            counts[source_id][0] += len(events)
         for _, source, _ in refused:
             if source is not None:
                 counts[source.id][2] += 1
         _record_rejections(refused, endpoint, received_at)
         _count(counts, received_at)
-        if stored:
-            transaction.on_commit(lambda: enqueue_pipeline(stored))
+        if batches:
+            transaction.on_commit(lambda: enqueue_pipeline(batches))
 
+    accepted = sum(len(events) for events in by_source.values())
     rejections = [r for r, _, _ in refused]
     if type_ is not None and rejections and len(items) == 1:
-        return Outcome(400, {"code": rejections[0].code, "message": rejections[0].message}, stored, rejections)
+        return Outcome(400, {"code": rejections[0].code, "message": rejections[0].message}, 0, batches, rejections)
     body: dict[str, Any] = {"success": True}
     if rejections:
         body["rejected"] = [{"index": r.index, "code": r.code, "message": r.message} for r in rejections]
-    return Outcome(200, body, stored, rejections)
+    return Outcome(200, body, accepted, batches, rejections)
 
 
-def enqueue_pipeline(event_ids: list[int]) -> None:
-    """Hand stored events to the pipeline. Runs after the commit, so a broker outage
-    loses nothing: the events stay unprocessed and `ingest.sweep_unprocessed` retries."""
+def enqueue_pipeline(batch_ids: list[int]) -> None:
+    """Hand accepted batches to the pipeline. Runs after the commit, so a broker outage
+    loses nothing: the batches wait and `ingest.sweep_unprocessed` hands them over later."""
     from ingest.tasks import process_events
 
     try:
         process_events.apply_async(
-            (event_ids,), retry=True, retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
+            (batch_ids,), retry=True, retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
         )
     except (BrokerError, OSError):
-        logger.warning("Broker unavailable; %d events left for the sweep.", len(event_ids), exc_info=True)
+        logger.warning("Broker unavailable; %d batches left for the sweep.", len(batch_ids), exc_info=True)
 
 
 # --- Pixel and tracked links -----------------------------------------------------------------
@@ -362,22 +365,8 @@ def _record_rejections(
     )
 
 
-_COUNTER_SQL = (
-    f"INSERT INTO {IngestCounter._meta.db_table} (source_id, hour, accepted, duplicates, rejected) "
-    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (source_id, hour) DO UPDATE SET "
-    "accepted = {t}.accepted + excluded.accepted, duplicates = {t}.duplicates + excluded.duplicates, "
-    "rejected = {t}.rejected + excluded.rejected"
-).replace("{t}", IngestCounter._meta.db_table)
-
-
 def _count(counts: Mapping[int, list[int]], received_at: datetime) -> None:
-    """Add to the hourly counters with one upsert per source. Taken last in the
-    transaction, so the row lock is held only until the commit."""
-    hour = connection.ops.adapt_datetimefield_value(received_at.replace(minute=0, second=0, microsecond=0))
-    with connection.cursor() as cursor:
-        for source_id, (accepted, duplicates, rejected) in sorted(counts.items()):
-            if accepted or duplicates or rejected:
-                cursor.execute(_COUNTER_SQL, [source_id, hour, accepted, duplicates, rejected])
+    counters_add({(source_id, received_at): (a, d, r) for source_id, (a, d, r) in counts.items()})
 
 
 def tracked_link(

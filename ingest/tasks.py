@@ -9,15 +9,15 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from ingest import debugger, pipeline
-from profiles.selectors import events_unprocessed_ids
+from profiles.selectors import batches_waiting_ids
 
-# Events still unprocessed this long after they were stored lost their task (a worker
+# Batches still waiting this long after they were accepted lost their task (a worker
 # crash, a broker restart); younger ones may still be in flight.
 SWEEP_GRACE = timedelta(minutes=2)
-# One sweep re-enqueues at most this many events, in tasks of SWEEP_CHUNK: a chunk of 500
-# is five ingest batches, a few hundred milliseconds of pipeline work.
-SWEEP_LIMIT = 50_000
-SWEEP_CHUNK = 500
+# One sweep re-enqueues at most this many batches, in tasks of SWEEP_CHUNK: five batches
+# of a hundred messages are a few hundred milliseconds of pipeline work.
+SWEEP_LIMIT = 500
+SWEEP_CHUNK = 5
 
 
 @shared_task(
@@ -29,15 +29,15 @@ SWEEP_CHUNK = 500
     retry_jitter=True,
     max_retries=8,
 )
-def process_events(event_ids: list[int]) -> int:
-    """Run the pipeline over stored events; returns how many it processed."""
-    return pipeline.events_process(event_ids=event_ids).processed
+def process_events(batch_ids: list[int]) -> int:
+    """Run the pipeline over accepted batches; returns how many messages it processed."""
+    return pipeline.events_process(batch_ids=batch_ids).processed
 
 
 @shared_task(name="ingest.sweep_unprocessed")
 def sweep_unprocessed() -> int:
-    """Re-enqueue events left unprocessed; returns how many."""
-    ids = events_unprocessed_ids(received_before=timezone.now() - SWEEP_GRACE, limit=SWEEP_LIMIT)
+    """Re-enqueue batches left waiting; returns how many."""
+    ids = batches_waiting_ids(received_before=timezone.now() - SWEEP_GRACE, limit=SWEEP_LIMIT)
     for start in range(0, len(ids), SWEEP_CHUNK):
         process_events.delay(ids[start : start + SWEEP_CHUNK])
     return len(ids)

@@ -57,7 +57,6 @@ class WebhookOutcome:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
-    stored_ids: list[int] = field(default_factory=list)
 
 
 class _Refused(Exception):
@@ -122,8 +121,9 @@ def _sns_certificate(url: str) -> bytes:
 
 def webhook_ingest(*, request: HttpRequest, provider: str, source_id: int, received_at: datetime) -> WebhookOutcome:
     """Handle one provider request. Authentication failure: 401/403, nothing stored.
-    A body the provider's parser refuses: 400. Otherwise 200, the messages stored through
-    `messages_ingest` (a redelivery stores nothing new), any refused one in the debugger."""
+    A body the provider's parser refuses: 400. Otherwise 200, the messages accepted through
+    `messages_ingest` (`accepted` counts them; the pipeline drops a redelivered one), any
+    refused one in the debugger."""
     endpoint = f"webhooks/{provider}"[:40]
     source = Source.objects.filter(pk=source_id, kind=provider, enabled=True).first() if provider in PROVIDERS else None
     if source is None:
@@ -143,12 +143,11 @@ def webhook_ingest(*, request: HttpRequest, provider: str, source_id: int, recei
         refusal_record(source=source, endpoint=endpoint, received_at=received_at, code="not_stored", reason=note,
                        payload=_payload(request))  # fmt: skip
     if not items:
-        return WebhookOutcome(200, {"success": True, "stored": 0})
+        return WebhookOutcome(200, {"success": True, "accepted": 0})
     outcome: Outcome = messages_ingest(
         items=items, write_key=source.write_key, endpoint=endpoint, received_at=received_at, email_identifies=True
     )
-    body = {**outcome.body, "stored": len(outcome.stored_ids)}
-    return WebhookOutcome(outcome.status, body, stored_ids=outcome.stored_ids)
+    return WebhookOutcome(outcome.status, {**outcome.body, "accepted": outcome.accepted})
 
 
 def _payload(request: HttpRequest) -> Any:

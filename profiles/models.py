@@ -222,9 +222,30 @@ class IdentityConfig(models.Model):
         return "Identity settings"
 
 
+class EventBatch(models.Model):
+    """Messages accepted by the edge and not yet in the event log: one row per request and
+    source, the validated messages in one blob. The pipeline takes a batch, resolves its
+    messages, writes them to the log with their profile, and deletes the batch, in one
+    transaction: an event row is written once, never updated (docs/architecture.md)."""
+
+    id = models.BigAutoField(primary_key=True)
+    source_id = models.PositiveIntegerField(help_text="The ingest.Source that received it.")
+    received_at = models.DateTimeField()
+    size = models.PositiveIntegerField(help_text="How many messages it holds.")
+    payload = models.BinaryField(help_text="The messages, as `profiles.services.events.batch_encode` writes them.")
+
+    class Meta:
+        verbose_name_plural = "event batches"
+
+    def __str__(self) -> str:
+        return f"batch {self.pk}: {self.size} messages from source {self.source_id}"
+
+
 class Event(models.Model):
-    """One stored Segment message, as received and normalised. Never edited after the
-    store except for `profile` and `processed_at`, which the pipeline sets."""
+    """One Segment message in the log, as received and normalised, with the profile the
+    pipeline resolved it to (none when it carries no usable identifier). The pipeline
+    writes it once (`processed_at` is when); only merges, splits and a deleted profile
+    change its `profile` afterwards."""
 
     class Type(models.TextChoices):
         IDENTIFY = "identify"
@@ -274,15 +295,13 @@ class Event(models.Model):
             models.UniqueConstraint(fields=["source_id", "message_id"], name="event_source_message_uniq"),
         ]
         indexes = [
-            # Partial: an event enters each only when it has the column (ingest stores every
-            # event without a profile, and only tracks have an event name), one index write
-            # fewer per event at ingest and for pages and identifies at resolution.
+            # Partial: an event enters each only when it has the column (only tracks have an
+            # event name; events with no usable identifier have no profile).
             models.Index(
                 fields=["profile", "-timestamp"], name="event_profile_timeline", condition=Q(profile__isnull=False)
             ),
             models.Index(fields=["event", "timestamp"], name="event_name_time", condition=Q(event__isnull=False)),
             models.Index(fields=["source_id", "-received_at"], name="event_source_recent"),
-            models.Index(fields=["received_at"], condition=Q(processed_at__isnull=True), name="event_unprocessed"),
         ]
 
     def __str__(self) -> str:

@@ -8,24 +8,27 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from django.db import connection, models
-from django.db.models import F, Func, JSONField, Q, QuerySet, TextField, Value
+from django.db.models import F, Func, JSONField, Min, Q, QuerySet, Sum, TextField, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast, Upper
 
 from profiles.db import pg_cursor
 from profiles.identity.extract import normalize_identifier
-from profiles.models import Demotion, Event, Identity, IdentityAudit, IdentityKind, Merge, Profile
+from profiles.models import Demotion, Event, EventBatch, Identity, IdentityAudit, IdentityKind, Merge, Profile
 from profiles.timeline import Cursor
 
 
-def events_unprocessed_ids(*, received_before: datetime, limit: int) -> list[int]:
-    """Ids of events the pipeline has not finished, oldest first (the partial index
-    `event_unprocessed` serves this)."""
+def batches_waiting_ids(*, received_before: datetime, limit: int) -> list[int]:
+    """Ids of accepted batches the pipeline has not taken, oldest first."""
     return list(
-        Event.objects.filter(processed_at__isnull=True, received_at__lt=received_before)
-        .order_by("received_at")
-        .values_list("id", flat=True)[:limit]
+        EventBatch.objects.filter(received_at__lt=received_before).order_by("id").values_list("id", flat=True)[:limit]
     )
+
+
+def batches_waiting(*, source_id: int) -> tuple[int, datetime | None]:
+    """How many of a source's messages wait for the pipeline, and since when."""
+    found = EventBatch.objects.filter(source_id=source_id).aggregate(n=Sum("size"), since=Min("received_at"))
+    return found["n"] or 0, found["since"]
 
 
 def events_recent_for_source(*, source_id: int, limit: int = 50) -> list[Event]:

@@ -1,20 +1,22 @@
-"""Identity resolution, applied to stored events.
+"""Identity resolution: the pipeline's step that takes accepted batches of messages, resolves
+each message to a profile, and writes it to the event log.
 
-`events_resolve` works one transaction per chunk of events. Each transaction claims its
-events (row locks that other workers skip; with a backlog, also the oldest unprocessed
-events after them), extracts their identifiers, locks the identifiers no profile owns yet
-(advisory locks, in hash order) and the profiles that own the others (row locks, in id
-order), loads the graph view, runs the pure planner, and writes the plan in bulk: new
-profiles, merges (identities, events and tombstones re-pointed, traits merged), new
-identities, links, demotions, assignments with their processing mark, and the traits the
-events set. Lock order is always events, identifiers, then profiles, each sorted, so
-concurrent workers neither deadlock nor create two profiles for one person.
+`batches_resolve` works one transaction per chunk of batches. Each transaction claims its
+batches (row locks that other workers skip; with a backlog, also the oldest batches after
+them), drops messages the log already holds, extracts identifiers, locks the identifiers no
+profile owns yet (advisory locks, in hash order) and the profiles that own the others (row
+locks, in id order), loads the graph view, runs the pure planner, and writes the plan in
+bulk: new profiles, merges (identities, events and tombstones re-pointed, traits merged),
+new identities, links, demotions, the traits the messages set, and the messages themselves
+with their profile; then it deletes the batches. Lock order is always batches,
+identifiers, then profiles, each sorted, so concurrent workers neither deadlock nor create
+two profiles for one person.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,21 +26,20 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from profiles.db import pg_cursor
-from profiles.identity.extract import EVENT_COLUMNS, event_message
+from profiles.identity.extract import event_message
 from profiles.identity.planner import GraphView, Message, Plan, ProfileView, plan
 from profiles.identity.rules import IdentityRules, IdKey
-from profiles.models import Demotion, Event, Identity, IdentityLink, Merge, Profile, new_profile_key
+from profiles.models import Demotion, EventBatch, Identity, IdentityLink, Merge, Profile, new_profile_key
 from profiles.services.bulk import resolution_settings, rows_insert, rows_update
+from profiles.services.events import LogRow, batch_decode, events_allocate_ids, events_stored, events_write
 from profiles.services.graph import profile_fold, profiles_repoint
 from profiles.services.identity_settings import identity_kinds_register, identity_rules
 from profiles.traits import TraitUpdate, event_trait_updates, traits_apply_updates
 
-# Events of a task per transaction (the sweep hands over 500 at a time).
-RESOLVE_CHUNK = 250
-# With a backlog, one transaction claims up to this many events in all: the given ones and
-# the oldest unprocessed events stored after them. Measured (in-process, 67k events): at
-# 100 events a transaction, resolution cost 175 µs of Python and 175 µs of PostgreSQL CPU
-# an event; at 1,000, 92 and 90: most of a transaction's cost is fixed.
+# Messages per transaction: a task's batches, and under load the backlog after them.
+# Measured (in-process, 67k events): at 100 messages a transaction, resolution cost 175 µs
+# of Python and 175 µs of PostgreSQL CPU a message; at 1,000, 92 and 90: most of a
+# transaction's cost is fixed.
 CLAIM_BATCH = 1000
 # Above this many identifiers not stored yet, a transaction locks all of resolution (one
 # exclusive advisory lock) instead of each identifier: PostgreSQL's lock table holds 64
@@ -59,12 +60,20 @@ class ResolutionContention(DatabaseError):
     """The graph kept changing under concurrent merges; the task retries."""
 
 
+class DuplicateInFlight(DatabaseError):
+    """A message of the claimed batches was written to the log by another transaction
+    meanwhile (the same message sent twice, in two batches resolved at once). Nothing is
+    kept; the task retries, and then finds it in the log."""
+
+
 @dataclass
 class ResolveResult:
     changed_profile_ids: set[int] = field(default_factory=set)
+    processed: int = 0  # messages taken from batches: written to the log, or duplicates
     resolved: int = 0
     unresolved: int = 0
-    marked_ids: set[int] = field(default_factory=set)  # marked processed by this run
+    # (source id, hour received) -> messages the log already held
+    duplicates: Counter[tuple[int, datetime]] = field(default_factory=Counter)
 
 
 @dataclass(slots=True)
@@ -89,21 +98,16 @@ class _EventFacts:
     context: Any
 
 
-def events_resolve(
-    *, event_ids: Sequence[int], processed_at: datetime | None = None, backlog: int = 0
-) -> ResolveResult:
-    """Resolve the given events that have no profile yet. Idempotent: resolved events are
-    skipped, so running it twice changes nothing. Returns the profiles it changed.
+def batches_resolve(*, batch_ids: Sequence[int], processed_at: datetime, backlog: bool = False) -> ResolveResult:
+    """Resolve the messages of the given batches and write them to the event log, with
+    `processed_at`. Idempotent: a batch is deleted in the transaction that writes its
+    messages, so running it twice changes nothing. Returns the profiles it changed.
 
-    Each transaction first claims its events (row locks, skipping rows another worker
-    holds: that worker resolves them). With `backlog`, it also claims up to that many more
-    unprocessed events stored after the given ones, oldest first, up to `CLAIM_BATCH` in
-    all: under load a task resolves many ingest batches at once, which costs far less per
-    event, and the tasks of the events it took find nothing left to do.
-
-    With `processed_at`, every event it claims is marked processed in the same
-    transaction, the resolved ones in the same UPDATE that assigns their profile (a second
-    UPDATE of every event row cost a third of resolution's time)."""
+    Each transaction claims its batches (row locks, skipping rows another worker holds:
+    that worker resolves them). With `backlog`, it also claims the oldest batches after
+    the given ones, up to `CLAIM_BATCH` messages in all: under load a task resolves many
+    ingest batches at once, which costs far less per message, and the tasks of the
+    batches it took find nothing left to do."""
     result = ResolveResult()
     rules: list[IdentityRules] = []
 
@@ -112,84 +116,84 @@ def events_resolve(
             rules.append(identity_rules())
         return rules[0]
 
-    ids = list(event_ids)
-    for start in range(0, len(ids), RESOLVE_CHUNK):
-        chunk = ids[start : start + RESOLVE_CHUNK]
-        more = min(backlog, CLAIM_BATCH - len(chunk)) if start == 0 else 0
-        _resolve_chunk(chunk, more, current_rules, result, processed_at)
+    chunk: list[int] = []
+    size = 0
+    for batch_id, count in _pending(list(batch_ids), CLAIM_BATCH if backlog else 0):
+        if chunk and size + count > CLAIM_BATCH:
+            _resolve_chunk(chunk, current_rules, result, processed_at)
+            chunk, size = [], 0
+        chunk.append(batch_id)
+        size += count
+    if chunk:
+        _resolve_chunk(chunk, current_rules, result, processed_at)
     return result
 
 
-_EVENTS = Event._meta.db_table
-_CLAIM_COLUMNS = ("profile_id", *EVENT_COLUMNS)
-# Which of the given events, and of the ids after `start`, are unprocessed: primary-key
-# reads only. A `processed_at IS NULL` condition would invite the partial index of
-# unprocessed events, whose size PostgreSQL cannot know (statistics say "none", as nearly
-# every event is processed): it then read the whole backlog into each claim and sorted it
-# (measured: 25 ms per claim of 1,000 at a 67k backlog, against 1 ms).
+_BATCHES = EventBatch._meta.db_table
+# Which of the given batches, and of the batches after `start`, are still waiting (a batch
+# is deleted when its messages are written), with their sizes: primary-key reads.
 _PENDING_SQL = (
-    f"SELECT id, processed_at IS NULL FROM {_EVENTS} WHERE id = ANY(%b) "
-    f"UNION ALL (SELECT id, processed_at IS NULL FROM {_EVENTS} WHERE id > %b ORDER BY id LIMIT %b)"
+    f"SELECT id, size FROM {_BATCHES} WHERE id = ANY(%b) "
+    f"UNION ALL (SELECT id, size FROM {_BATCHES} WHERE id > %b ORDER BY id LIMIT %b)"
 )
-# Then the claim: a row lock on each, skipping rows another transaction holds (it is
-# resolving them), and the check again under the lock.
+# The claim: a row lock on each, skipping rows another transaction holds (it is resolving
+# them).
 _CLAIM_SQL = (
-    f"SELECT processed_at, {', '.join(_CLAIM_COLUMNS)} FROM {_EVENTS} WHERE id = ANY(%b) FOR NO KEY UPDATE SKIP LOCKED"
+    f"SELECT id, source_id, received_at, payload FROM {_BATCHES} WHERE id = ANY(%b) ORDER BY id FOR UPDATE SKIP LOCKED"
 )
-# Where this process's next backlog search starts: past every id it has claimed or found
-# done. Only a hint (another worker's claims are found done, a restart starts again from
-# the given ids), it keeps a worker from re-reading what earlier claims took: under load,
-# claims run ahead of the tasks that name the events.
+# Where this process's next backlog search starts: past every batch it has claimed or
+# found gone. Only a hint (another worker's claims are found gone, a restart starts again
+# from the given batches), it keeps a worker from re-reading what earlier claims took:
+# under load, claims run ahead of the tasks that name the batches.
 _frontier = 0
 
 
-def _pending(event_ids: list[int], backlog: int) -> list[int]:
-    """The given events that are unprocessed, and up to `backlog` unprocessed events after
-    them (the oldest past this process's frontier)."""
+def _pending(batch_ids: list[int], backlog: int) -> list[tuple[int, int]]:
+    """`(id, size)` of the given batches still waiting, then of waiting batches after them
+    (the oldest past this process's frontier) holding up to `backlog` messages beyond the
+    given ones. Read before any transaction: a task whose batch another already took costs
+    this one read."""
     global _frontier
-    last = max(event_ids, default=0)
+    last = max(batch_ids, default=0)
     start = max(last, _frontier)
-    if connection.vendor != "postgresql":
-        pending = Event.objects.filter(processed_at__isnull=True)
-        wanted = list(pending.filter(id__in=event_ids).values_list("id", flat=True))
+    if connection.vendor == "postgresql":
+        with pg_cursor(binary=True) as cursor:
+            cursor.execute(_PENDING_SQL, [batch_ids, start, 64 if backlog else 0])
+            found = cursor.fetchall()
+    else:
+        waiting = EventBatch.objects.order_by("id").values_list("id", "size")
+        found = list(waiting.filter(id__in=batch_ids))
         if backlog:
-            more = list(pending.filter(id__gt=start).order_by("id").values_list("id", flat=True)[:backlog])
-            if more:
-                _frontier = max(_frontier, more[-1])
-            wanted += more
-        return wanted
-    with pg_cursor(binary=True) as cursor:
-        # Room for rows another worker has taken meanwhile.
-        cursor.execute(_PENDING_SQL, [event_ids, start, backlog + backlog // 4])
-        found = cursor.fetchall()
-    own = set(event_ids)
-    wanted = [event_id for event_id, pending in found if pending and event_id in own]
+            found += waiting.filter(id__gt=start)[:64]
+    own = set(batch_ids)
+    wanted = sorted(row for row in found if row[0] in own)
     after = sorted(row for row in found if row[0] not in own)
-    if not after:  # nothing is stored past the frontier: it may be stale (a database restored)
+    if backlog and not after:  # nothing waits past the frontier: it may be stale (a database restored)
         _frontier = last
-    taken = passed = 0
-    for event_id, pending in after:
-        if taken == backlog:
+    room = backlog - sum(size for _, size in wanted)
+    for batch_id, size in after:
+        if size > room:
             break
-        passed = event_id
-        if pending:
-            wanted.append(event_id)
-            taken += 1
-    _frontier = max(_frontier, passed)
+        wanted.append((batch_id, size))
+        room -= size
+        _frontier = max(_frontier, batch_id)
     return wanted
 
 
-def _claim_rows(event_ids: list[int]) -> list[tuple[Any, ...]]:
-    """`(profile_id, *EVENT_COLUMNS)` of those of `event_ids` this transaction takes: the
-    unprocessed ones no other transaction holds, in (timestamp, id) order (the order the
-    planner replays them in)."""
+def _claim(batch_ids: list[int]) -> list[tuple[int, list[LogRow]]]:
+    """The batches of `batch_ids` this transaction takes (those no other transaction holds),
+    in id order, each with its messages."""
     if connection.vendor == "postgresql":
-        with pg_cursor(parse_json=True, binary=True) as cursor:
-            cursor.execute(_CLAIM_SQL, [event_ids])
-            rows = [row[1:] for row in cursor.fetchall() if row[0] is None]
+        with pg_cursor(binary=True) as cursor:
+            cursor.execute(_CLAIM_SQL, [batch_ids])
+            rows = cursor.fetchall()
     else:  # SQLite: IMMEDIATE transactions already run one writer at a time
-        rows = list(Event.objects.filter(id__in=event_ids, processed_at__isnull=True).values_list(*_CLAIM_COLUMNS))
-    return sorted(rows, key=lambda row: (row[2], row[1]))
+        batches = EventBatch.objects.filter(id__in=batch_ids).order_by("id")
+        rows = list(batches.values_list("id", "source_id", "received_at", "payload"))
+    return [
+        (batch_id, batch_decode(bytes(payload), source_id=source_id, received_at=received_at))
+        for batch_id, source_id, received_at, payload in rows
+    ]
 
 
 def _keys(facts: Iterable[_EventFacts]) -> set[IdKey]:
@@ -314,28 +318,41 @@ def _lock_view(
     return view, states, known
 
 
+def _hour(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
 def _resolve_chunk(
-    event_ids: list[int],
-    backlog: int,
-    rules: Callable[[], IdentityRules],
-    result: ResolveResult,
-    processed_at: datetime | None,
+    batch_ids: list[int], rules: Callable[[], IdentityRules], result: ResolveResult, processed_at: datetime
 ) -> None:
-    wanted = _pending(event_ids, backlog)  # before any transaction: a task with nothing left is one read
-    if not wanted:
-        return
     with transaction.atomic():
         resolution_settings()
-        claimed = _claim_rows(wanted)
+        claimed = _claim(batch_ids)
         if not claimed:
             return
-        facts: list[_EventFacts] = []
-        done: list[int] = []  # claimed and needing no resolution: only the processing mark
-        for row in claimed:
-            if row[0] is not None:  # resolved earlier without the mark
-                done.append(row[1])
-            else:
-                facts.append(_EventFacts(event_message(row[1:], rules()), row[5], row[9], row[10]))
+        # Each message once: the first of its (source, messageId), unless the log has it.
+        fresh: dict[tuple[int, str], LogRow] = {}
+        for _, messages in claimed:
+            for row in messages:
+                key = (row[0], row[1])
+                if key in fresh:
+                    result.duplicates[(row[0], _hour(row[12]))] += 1
+                else:
+                    fresh[key] = row
+        for key in events_stored(fresh):
+            row = fresh.pop(key)
+            result.duplicates[(row[0], _hour(row[12]))] += 1
+        rows = [(event_id, *row) for event_id, row in zip(events_allocate_ids(len(fresh)), fresh.values(), strict=True)]
+        facts = [
+            # EVENT_COLUMNS: id, timestamp, source, messageId, type, userId, anonymousId,
+            # previousId, traits, context, properties, integrations.
+            _EventFacts(
+                event_message((r[0], r[10], r[1], r[2], r[3], r[6], r[7], r[9], r[15], r[16], r[14], r[17]), rules()),
+                r[3], r[15], r[16],
+            )
+            for r in rows
+        ]  # fmt: skip
+        assignments: dict[int, int] = {}
         if facts:
             identity_kinds_register(kinds={k for f in facts for k, _ in f.message.identifiers}, rules=rules())
             keys = _keys(facts)
@@ -345,12 +362,12 @@ def _resolve_chunk(
             owners |= _owners(new)  # stored meanwhile by a worker that held their locks
             view, states, known = _lock_view(keys, owners)
             outcome = plan([f.message for f in facts], view, rules())
-            _apply(outcome, facts, states, known, result, processed_at)
-            done.extend(outcome.unresolved)
-        if processed_at is not None and done:
-            rows_update(table=_EVENTS, columns=[], constants=[("processed_at", "timestamptz", processed_at)],
-                        rows=[(event_id,) for event_id in done])  # fmt: skip
-            result.marked_ids.update(done)
+            assignments = _apply(outcome, facts, states, known, result)
+        written = events_write(rows=[(*r, assignments.get(r[0])) for r in rows], processed_at=processed_at)
+        if written != len(rows):
+            raise DuplicateInFlight(f"{len(rows) - written} of these messages were written meanwhile by another worker")
+        EventBatch.objects.filter(id__in=[batch_id for batch_id, _ in claimed]).delete()
+        result.processed += sum(len(messages) for _, messages in claimed)
 
 
 def _apply(
@@ -359,8 +376,8 @@ def _apply(
     states: dict[int, _ProfileState],
     known: dict[IdKey, tuple[int, datetime]],
     result: ResolveResult,
-    processed_at: datetime | None,
-) -> None:
+) -> dict[int, int]:
+    """Write the plan; returns each resolved event's profile."""
     now = timezone.now()
     by_event = {f.message.event_id: f for f in facts}
     real = _create_profiles(outcome, states, now)
@@ -385,13 +402,11 @@ def _apply(
         skip_conflicts=True,
     )  # fmt: skip
     assignments = {event: r(ref) for event, ref in outcome.assignments.items()}
-    _assign_events(assignments, processed_at)
-    if processed_at is not None:
-        result.marked_ids.update(assignments)
     _apply_traits_and_seen(assignments, by_event, states, now)
     result.changed_profile_ids.update(assignments.values())
     result.resolved += len(assignments)
     result.unresolved += len(outcome.unresolved)
+    return assignments
 
 
 def _create_profiles(outcome: Plan, states: dict[int, _ProfileState], now: datetime) -> dict[int, int]:
@@ -489,19 +504,6 @@ def _insert_links(outcome: Plan, by_event: dict[int, _EventFacts], known: dict[I
         ],
         skip_conflicts=True,
     )  # fmt: skip
-
-
-def _assign_events(assignments: dict[int, int], processed_at: datetime | None) -> None:
-    if processed_at is None:
-        rows_update(table=Event._meta.db_table, columns=[("profile_id", "bigint")], rows=list(assignments.items()))
-        return
-    rows_update(
-        table=Event._meta.db_table,
-        columns=[("profile_id", "bigint")],
-        constants=[("processed_at", "timestamptz", processed_at)],
-        rows=list(assignments.items()),
-        set_sql={"processed_at": "COALESCE({old}, {new})"},
-    )
 
 
 def _apply_traits_and_seen(

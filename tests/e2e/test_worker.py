@@ -1,9 +1,10 @@
 """The pipeline hand-off with a real Celery worker.
 
-Events posted to the live server are committed, their ids published to the broker after
-the commit, and a real worker (`celery_worker`, tests/e2e/conftest.py) runs
-`ingest.process_events`, which sets `Event.processed_at`. The broker is whatever the
-environment names: Redis in CI, the filesystem broker on a fresh machine.
+Messages posted to the live server are committed as a batch, its id published to the broker
+after the commit, and a real worker (`celery_worker`, tests/e2e/conftest.py) runs
+`ingest.process_events`, which writes them to the event log with their profile and deletes
+the batch. The broker is whatever the environment names: Redis in CI, the filesystem broker
+on a fresh machine.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from kombu.exceptions import OperationalError
 from cdp.celery import app as celery_app
 from ingest.models import Source
 from ingest.tasks import SWEEP_GRACE, process_events, sweep_unprocessed
-from profiles.models import Event
+from profiles.models import Event, EventBatch
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -61,8 +62,8 @@ def broker_down() -> Iterator[None]:
         yield
 
 
-def unprocessed(tag: str) -> int:
-    return Event.objects.filter(message_id__startswith=f"{tag}-", processed_at__isnull=True).count()
+def stored(tag: str) -> int:
+    return Event.objects.filter(message_id__startswith=f"{tag}-", processed_at__isnull=False).count()
 
 
 def test_worker_processes_every_event_posted(
@@ -78,33 +79,31 @@ def test_worker_processes_every_event_posted(
         )
         assert response.status_code == 200, response.text
 
-    assert Event.objects.filter(message_id__startswith="b-").count() == 123
-    wait_until(lambda: unprocessed("b") == 0, what="the worker to process all 123 events")
-
-    for received_at, processed_at in Event.objects.values_list("received_at", "processed_at"):
-        assert processed_at >= received_at
-    # Every stored id went to the worker exactly once, through the broker.
-    stored = sorted(Event.objects.values_list("id", flat=True))
-
-    def handed_over() -> list[int]:
-        return sorted(i for task in celery_worker.tasks(process_events.name) for i in task.args[0])
-
-    wait_until(lambda: len(handed_over()) >= len(stored), what="the last task to finish")
-    assert handed_over() == stored
+    wait_until(lambda: stored("b") == 123, what="the worker to write all 123 events")
+    assert not EventBatch.objects.exists()
+    for received_at, processed_at, profile_id in Event.objects.values_list("received_at", "processed_at", "profile"):
+        assert processed_at >= received_at and profile_id is not None
+    # Four batches went to the worker, each in one task, through the broker.
+    wait_until(lambda: sum(len(t.args[0]) for t in celery_worker.tasks(process_events.name)) >= 4,
+               what="the last task to finish")  # fmt: skip
+    assert sum(t.retval for t in celery_worker.tasks(process_events.name)) == 123
 
 
-def test_process_events_twice_with_the_same_ids_is_harmless(
+def test_process_events_twice_with_the_same_batch_is_harmless(
     live_server: Any, source: Source, celery_worker: Any, wait_until: Callable[..., None]
 ) -> None:
-    post_batch(live_server, source, messages(30, "r"))
-    wait_until(lambda: unprocessed("r") == 0, what="the first processing")
-    first = dict(Event.objects.values_list("id", "processed_at"))
+    with broker_down():
+        post_batch(live_server, source, messages(30, "r"))
+    batches = list(EventBatch.objects.values_list("id", flat=True))
+    first = process_events.delay(batches)
+    assert celery_worker.result_of(first.id).retval == 30
+    written = dict(Event.objects.values_list("id", "processed_at"))
 
-    # A redelivered task (acks_late, a worker lost mid-task) runs the same ids again.
-    again = [process_events.delay(list(first)) for _ in range(2)]
+    # A redelivered task (acks_late, a worker lost mid-task) runs the same batch again.
+    again = [process_events.delay(batches) for _ in range(2)]
 
     assert [celery_worker.result_of(r.id).retval for r in again] == [0, 0]
-    assert dict(Event.objects.values_list("id", "processed_at")) == first
+    assert dict(Event.objects.values_list("id", "processed_at")) == written
 
 
 def test_a_task_delivered_twice_processes_each_event_once(
@@ -112,41 +111,37 @@ def test_a_task_delivered_twice_processes_each_event_once(
 ) -> None:
     with broker_down():
         post_batch(live_server, source, messages(25, "d"))
-    ids = list(Event.objects.values_list("id", flat=True))
-    assert len(ids) == 25
-    assert unprocessed("d") == 25
+    batches = list(EventBatch.objects.values_list("id", flat=True))
+    assert len(batches) == 1 and stored("d") == 0
 
-    both = [process_events.delay(ids) for _ in range(2)]
+    both = [process_events.delay(batches) for _ in range(2)]
 
     done = [celery_worker.result_of(r.id).retval for r in both]
     assert sum(done) == 25, f"each event must be processed exactly once, got {done}"
-    assert unprocessed("d") == 0
+    assert stored("d") == 25
 
 
-def test_sweep_reenqueues_events_whose_task_was_lost(
+def test_sweep_reenqueues_batches_whose_task_was_lost(
     live_server: Any, source: Source, celery_worker: Any, wait_until: Callable[..., None]
 ) -> None:
-    # The broker is down when the edge hands the events over: they are stored (200), and
+    # The broker is down when the edge hands the batches over: they are kept (200), and
     # nothing will process them until the sweep finds them.
     with broker_down():
         post_batch(live_server, source, messages(40, "old"))
         post_batch(live_server, source, messages(5, "new"))
-    assert unprocessed("old") == 40 and unprocessed("new") == 5
+    old, _young = EventBatch.objects.order_by("id")
     stale = timezone.now() - SWEEP_GRACE - timedelta(minutes=8)
-    Event.objects.filter(message_id__startswith="old-").update(received_at=stale)
-
-    old_ids = set(Event.objects.filter(message_id__startswith="old-").values_list("id", flat=True))
+    EventBatch.objects.filter(id=old.id).update(received_at=stale)
 
     sweep = sweep_unprocessed.delay()
 
-    assert celery_worker.result_of(sweep.id).retval == 40
-    # Events younger than the grace period may still have a task in flight: not swept.
-    # The swept task resolves them, and takes the younger ones stored after them along
-    # (the backlog claim): their own task, once delivered, finds nothing left to do.
-    wait_until(lambda: unprocessed("old") == 0, what="the swept events to be processed")
-    assert unprocessed("new") == 0
+    assert celery_worker.result_of(sweep.id).retval == 1
+    # The younger batch may still have a task in flight: not swept. The swept task takes
+    # it along (the backlog claim): its own task, once delivered, finds nothing left.
+    wait_until(lambda: stored("old") == 40, what="the swept events to be written")
+    assert stored("new") == 5
     wait_until(lambda: bool(celery_worker.tasks(process_events.name)), what="the swept task to finish")
-    assert [set(task.args[0]) for task in celery_worker.tasks(process_events.name)] == [old_ids]
+    assert [task.args[0] for task in celery_worker.tasks(process_events.name)] == [[old.id]]
 
 
 def test_events_from_a_second_source_are_processed_too(
@@ -156,8 +151,7 @@ def test_events_from_a_second_source_are_processed_too(
     post_batch(live_server, source, messages(10, "s1"))
     post_batch(live_server, other, messages(10, "s1"))  # same ids, another source: stored too
 
-    assert Event.objects.filter(message_id__startswith="s1-").count() == 20
-    wait_until(lambda: unprocessed("s1") == 0, what="both sources' events to be processed")
+    wait_until(lambda: stored("s1") == 20, what="both sources' events to be written")
 
 
 @pytest.mark.django_db(transaction=True)

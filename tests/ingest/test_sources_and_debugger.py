@@ -13,7 +13,7 @@ from django.utils import timezone
 from ingest.debugger import debugger_trim
 from ingest.models import IngestCounter, RejectedMessage, Source
 from ingest.tasks import sweep_unprocessed
-from profiles.models import Event
+from profiles.models import Event, EventBatch
 
 pytestmark = pytest.mark.django_db
 
@@ -65,6 +65,11 @@ def test_debugger_shows_counters_and_recent_messages(admin_client, post, source)
     html = page.content.decode()
     assert "missing_event" in html and "A track call needs an `event` name." in html
     assert "Signed Up" in html and "m1" in html
+    assert "No accepted message waits for the pipeline." in html
+
+    post("/v1/track", {"userId": "u2", "event": "Waiting"}, key=source.write_key, process=False)
+    waiting = admin_client.get(f"/admin/ingest/source/{source.pk}/debugger/").content.decode()
+    assert "1 accepted message waits for the pipeline, the oldest received 0" in waiting
 
     unknown = admin_client.get("/admin/ingest/source/unknown/debugger/").content.decode()
     assert "Unknown or disabled write key." in unknown
@@ -93,16 +98,17 @@ def test_trim_keeps_the_newest_rejections_per_source(source):
     assert debugger_trim(keep=10) == 0  # safe to run twice
 
 
-def test_sweep_hands_stale_unprocessed_events_to_the_pipeline(post, source):
+def test_sweep_hands_stale_batches_to_the_pipeline(post, source):
     """Tasks run inline here; tests/e2e covers a real worker."""
+    # As after a crash: accepted, never handed over.
     post("/v1/batch", {"batch": [{"type": "page", "anonymousId": "a", "messageId": f"m{i}"} for i in range(3)]},
-         key=source.write_key)  # fmt: skip
-    assert Event.objects.filter(processed_at__isnull=True, profile__isnull=True).count() == 3  # as after a crash
-    assert sweep_unprocessed() == 0  # too young: their task may still be in flight
-    Event.objects.update(received_at=timezone.now() - timedelta(minutes=10))
-    assert sweep_unprocessed() == 3
-    assert Event.objects.filter(processed_at__isnull=True).count() == 0
-    assert Event.objects.filter(profile__isnull=True).count() == 0  # resolved by the sweep
+         key=source.write_key, process=False)  # fmt: skip
+    assert Event.objects.count() == 0 and EventBatch.objects.get().size == 3
+    assert sweep_unprocessed() == 0  # too young: its task may still be in flight
+    EventBatch.objects.update(received_at=timezone.now() - timedelta(minutes=10))
+    assert sweep_unprocessed() == 1
+    assert not EventBatch.objects.exists()
+    assert Event.objects.filter(processed_at__isnull=False, profile__isnull=False).count() == 3  # resolved by the sweep
 
 
 def test_the_pipeline_counts_every_event_it_processed_once(post, source):
@@ -110,7 +116,9 @@ def test_the_pipeline_counts_every_event_it_processed_once(post, source):
     from ingest.pipeline import events_process
 
     post("/v1/batch", {"batch": [{"type": "page", "anonymousId": "a1"}, {"type": "page", "anonymousId": "null"}]},
-         key=source.write_key)  # fmt: skip
-    ids = list(Event.objects.values_list("id", flat=True))
-    assert events_process(event_ids=ids).processed == 2
-    assert events_process(event_ids=ids).processed == 0
+         key=source.write_key, process=False)  # fmt: skip
+    batches = list(EventBatch.objects.values_list("id", flat=True))
+    assert events_process(batch_ids=batches).processed == 2
+    assert events_process(batch_ids=batches).processed == 0
+    assert Event.objects.filter(processed_at__isnull=False).count() == 2
+    assert Event.objects.filter(profile__isnull=True).count() == 1  # no usable identifier: stored without one

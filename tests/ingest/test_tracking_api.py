@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from ingest.models import IngestCounter, RejectedMessage, Source
-from profiles.models import Event
+from profiles.models import Event, EventBatch
 from tests.conftest import basic_auth
 
 pytestmark = pytest.mark.django_db
@@ -66,7 +66,8 @@ def test_stored_fields_match_what_was_sent(post, source):
     assert e.integrations == {"All": False} and e.extra == {"version": 2}
     assert e.original_timestamp == datetime(2026, 11, 1, 10, tzinfo=UTC)
     assert abs((e.timestamp - e.received_at).total_seconds()) < 1  # sent as it happened
-    assert e.profile_id is None
+    assert e.sent_at == datetime(2026, 11, 1, 10, tzinfo=UTC) and e.group_id is None and e.previous_id is None
+    assert e.profile is not None and e.processed_at >= e.received_at  # written once, resolved
 
 
 def test_text_plain_body_with_write_key_inside_is_accepted(post, source):
@@ -223,19 +224,23 @@ def test_same_message_id_from_two_sources_is_two_events(post, source):
     assert Event.objects.count() == 2
 
 
-def test_stored_ids_are_handed_to_the_pipeline_after_commit(post, source, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        post("/v1/batch", {"batch": [{**track(), "type": "track"}, {"type": "page", "anonymousId": "a"}]},
-             key=source.write_key)  # fmt: skip
-    assert len(callbacks) == 1
-    assert Event.objects.filter(processed_at__isnull=False).count() == 2
-
-
-def test_nothing_is_enqueued_for_a_pure_replay(post, source, django_capture_on_commit_callbacks):
-    post("/v1/track", track(messageId="once"), key=source.write_key)
+def test_the_batch_is_handed_to_the_pipeline_after_commit(post, source, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks() as callbacks:
-        post("/v1/track", track(messageId="once"), key=source.write_key)
-    assert callbacks == []
+        post("/v1/batch", {"batch": [{**track(), "type": "track"}, {"type": "page", "anonymousId": "a"}]},
+             key=source.write_key, process=False)  # fmt: skip
+    assert len(callbacks) == 1
+    assert Event.objects.count() == 0  # accepted, waiting for the pipeline
+    assert list(EventBatch.objects.values_list("source_id", "size")) == [(source.pk, 2)]
+    callbacks[0]()  # the worker, after the commit
+    assert Event.objects.filter(processed_at__isnull=False).count() == 2
+    assert not EventBatch.objects.exists()
+
+
+def test_a_pure_replay_is_dropped_by_the_pipeline_and_counted(post, source):
+    post("/v1/track", track(messageId="once"), key=source.write_key)
+    post("/v1/track", track(messageId="once"), key=source.write_key)
+    assert Event.objects.count() == 1 and not EventBatch.objects.exists()
+    assert list(IngestCounter.objects.values_list("accepted", "duplicates")) == [(1, 1)]
 
 
 def test_cors_preflight_is_answered_for_any_origin(client):

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection, transaction
 
-from profiles.models import Event, Profile
+from profiles.models import Event, EventBatch, Profile
 from profiles.services.bulk import resolution_settings, rows_insert, rows_update
-from profiles.services.resolution import events_resolve
+from profiles.services.resolution import batches_resolve
 
 
 def _setting(name: str) -> str:
@@ -33,21 +33,21 @@ def test_resolution_settings_apply_to_their_own_outermost_transaction_only():
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_resolution_runs_with_its_settings(send, monkeypatch):
+def test_resolution_runs_with_its_settings(source, monkeypatch):
     from profiles.services import resolution
+    from tests.profiles.test_claims import accepted
 
-    send({"type": "track", "anonymousId": "a1", "event": "Clicked"})
-    event = Event.objects.get()
-    Event.objects.update(profile=None, processed_at=None)
+    accepted(source.pk, 1, "a")
     seen: list[list[str]] = []
-    real_claim = resolution._claim_rows
+    real_claim = resolution._claim
 
     def claim(*args):
         seen.append([_setting(n) for n in ("synchronous_commit", "enable_seqscan", "enable_hashjoin")])
         return real_claim(*args)
 
-    monkeypatch.setattr(resolution, "_claim_rows", claim)
-    assert resolution.events_resolve(event_ids=[event.id], processed_at=event.received_at).marked_ids == {event.id}
+    monkeypatch.setattr(resolution, "_claim", claim)
+    batch = EventBatch.objects.get()
+    assert resolution.batches_resolve(batch_ids=[batch.id], processed_at=batch.received_at).processed == 1
     assert seen == [["off", "off", "off"]]
 
 
@@ -91,15 +91,11 @@ def test_constants_are_written_to_every_row_inserted_or_updated():
 
 
 @pytest.mark.django_db
-def test_events_are_marked_processed_at_the_time_given(send):
-    send({"type": "track", "anonymousId": "null", "event": "Blocked only"})  # no usable identifier: no profile
-    event = Event.objects.get()
+def test_events_are_written_with_the_time_they_were_processed(post, source):
+    batch = [{"type": "track", "anonymousId": "null", "event": "Blocked only"}, {"type": "page", "anonymousId": "a1"}]
+    post("/v1/batch", {"batch": batch}, key=source.write_key, process=False)
     at = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
-    Event.objects.filter(id=event.id).update(processed_at=None)
-    assert events_resolve(event_ids=[event.id], processed_at=at).marked_ids == {event.id}
-    event.refresh_from_db()
-    assert event.processed_at == at
-    later = datetime(2026, 11, 3, tzinfo=UTC)
-    assert events_resolve(event_ids=[event.id], processed_at=later).marked_ids == set()  # keeps the first time
-    event.refresh_from_db()
-    assert event.processed_at == at
+    assert batches_resolve(batch_ids=[EventBatch.objects.get().id], processed_at=at).processed == 2
+    blocked, page = Event.objects.order_by("id")
+    assert (blocked.processed_at, page.processed_at) == (at, at)
+    assert blocked.profile is None and page.profile is not None  # no usable identifier: stored without a profile

@@ -1,6 +1,7 @@
-"""How the pipeline takes its work: each transaction claims events (row locks other workers
-skip) and, under load, the backlog stored after them; identifiers not stored yet are locked
-one by one, or all at once when there are too many for PostgreSQL's lock table."""
+"""How the pipeline takes its work: each transaction claims accepted batches (row locks other
+workers skip) and, under load, the backlog after them; drops messages the log already holds;
+locks identifiers not stored yet one by one, or all at once when there are too many for
+PostgreSQL's lock table; and writes each message to the log once, with its profile."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 
 from ingest.pipeline import events_process
-from profiles.models import Event, Identity, Profile
+from profiles.models import Event, EventBatch, Identity, Profile
 from profiles.services import resolution
-from profiles.services.events import EventIn, events_store
-from profiles.services.resolution import CLAIM_BATCH, events_resolve
+from profiles.services.events import EventIn, batch_store
+from profiles.services.resolution import CLAIM_BATCH, DuplicateInFlight, batches_resolve
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -33,71 +34,101 @@ def visit(source_id: int, message_id: str, anonymous_id: str, at: datetime) -> E
     )  # fmt: skip
 
 
-def stored(source_id: int, count: int, tag: str, start: int = 0) -> list[int]:
-    """`count` page views of distinct visitors, stored as one ingest batch."""
+def accepted(source_id: int, count: int, tag: str, start: int = 0) -> int:
+    """`count` page views of distinct visitors, accepted as one batch."""
     events = [visit(source_id, f"{tag}-{n}", f"{tag}-visitor-{n}", T0 + timedelta(seconds=n))
               for n in range(start, start + count)]  # fmt: skip
     with transaction.atomic():
-        return events_store(events=events)
-
-
-def unprocessed() -> int:
-    return Event.objects.filter(processed_at__isnull=True).count()
+        return batch_store(events=events)
 
 
 @pytest.mark.django_db
-def test_a_task_takes_the_backlog_stored_after_its_events(source):
-    first = stored(source.pk, 100, "a")
-    later = [stored(source.pk, 100, f"b{i}") for i in range(4)]
+def test_a_task_takes_the_backlog_accepted_after_its_batch(source):
+    first = accepted(source.pk, 100, "a")
+    later = [accepted(source.pk, 100, f"b{i}") for i in range(4)]
 
-    assert events_process(event_ids=first).processed == 500
-    assert unprocessed() == 0
-    assert Event.objects.filter(profile__isnull=True).count() == 0
-    # The later batches' own tasks find their events done.
-    assert [events_process(event_ids=ids).processed for ids in later] == [0, 0, 0, 0]
+    assert events_process(batch_ids=[first]).processed == 500
+    assert not EventBatch.objects.exists()
+    assert Event.objects.filter(profile__isnull=False, processed_at__isnull=False).count() == 500
+    # The later batches' own tasks find nothing left.
+    assert [events_process(batch_ids=[b]).processed for b in later] == [0, 0, 0, 0]
 
 
 @pytest.mark.django_db
 def test_one_transaction_takes_at_most_a_claim_batch(source):
-    first = stored(source.pk, 100, "a")
-    stored(source.pk, CLAIM_BATCH + 50, "b")
+    first = accepted(source.pk, 100, "a")
+    accepted(source.pk, CLAIM_BATCH - 100, "b")
+    big = accepted(source.pk, 50, "c")
 
-    assert events_process(event_ids=first).processed == CLAIM_BATCH
-    assert unprocessed() == 150
+    assert events_process(batch_ids=[first]).processed == CLAIM_BATCH
+    assert list(EventBatch.objects.values_list("id", flat=True)) == [big]
 
 
 @pytest.mark.django_db
-def test_without_a_backlog_only_the_given_events_are_resolved(source):
-    first = stored(source.pk, 10, "a")
-    stored(source.pk, 10, "b")
+def test_without_a_backlog_only_the_given_batches_are_resolved(source):
+    first = accepted(source.pk, 10, "a")
+    accepted(source.pk, 10, "b")
 
-    assert len(events_resolve(event_ids=first).changed_profile_ids) == 10
-    assert Event.objects.filter(profile__isnull=False).count() == 10
+    assert batches_resolve(batch_ids=[first], processed_at=T0).processed == 10
+    assert Event.objects.count() == 10 and EventBatch.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_messages_the_log_holds_are_dropped_and_counted(source):
+    first = accepted(source.pk, 3, "a")
+    assert batches_resolve(batch_ids=[first], processed_at=T0).duplicates == {}
+    again = accepted(source.pk, 3, "a")  # a replayed request
+    twice = [accepted(source.pk, 2, "b"), accepted(source.pk, 2, "b")]  # the same messages, both waiting
+
+    result = batches_resolve(batch_ids=[again, *twice], processed_at=T0)
+
+    assert (result.processed, dict(result.duplicates)) == (7, {(source.pk, T0): 5})
+    assert sorted(Event.objects.values_list("message_id", flat=True)) == ["a-0", "a-1", "a-2", "b-0", "b-1"]
+    assert not EventBatch.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_message_written_meanwhile_by_another_worker_fails_the_transaction_whole(source, monkeypatch):
+    """The same message in two batches resolved at once: both read the log before either
+    wrote. The second write conflicts, nothing of its transaction is kept, and its task
+    retries (a DatabaseError), then finds the message in the log."""
+    first = accepted(source.pk, 1, "a")
+    batches_resolve(batch_ids=[first], processed_at=T0)
+    again = accepted(source.pk, 1, "a")
+    monkeypatch.setattr(resolution, "events_stored", lambda keys: set())  # as if read before the other wrote
+
+    with pytest.raises(DuplicateInFlight) as failed:
+        batches_resolve(batch_ids=[again], processed_at=T0)
+    assert isinstance(failed.value, DatabaseError)
+    assert Event.objects.count() == 1 and list(EventBatch.objects.values_list("id", flat=True)) == [again]
+
+    monkeypatch.undo()
+    assert batches_resolve(batch_ids=[again], processed_at=T0).duplicates == {(source.pk, T0): 1}
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_events_another_worker_holds_are_skipped_not_waited_for(source):
-    ids = stored(source.pk, 20, "a")
+def test_batches_another_worker_holds_are_skipped_not_waited_for(source):
+    held, free = accepted(source.pk, 10, "a"), accepted(source.pk, 10, "b")
     s = connection.settings_dict
     other = psycopg.connect(
         host=s["HOST"] or "127.0.0.1", port=s["PORT"] or 5432, user=s["USER"], dbname=s["NAME"], connect_timeout=5
     )
     try:
-        # Another worker's transaction has claimed the first ten.
-        other.execute("SELECT id FROM profiles_event WHERE id = ANY(%s) FOR NO KEY UPDATE", [ids[:10]])
+        # Another worker's transaction has claimed the first batch.
+        other.execute("SELECT id FROM profiles_eventbatch WHERE id = %s FOR UPDATE", [held])
         with connection.cursor() as cursor:
             cursor.execute("SET lock_timeout = '2s'")  # waiting would fail the test, not hang it
         try:
-            done = events_process(event_ids=ids)
+            done = events_process(batch_ids=[held, free])
         finally:
             with connection.cursor() as cursor:
                 cursor.execute("RESET lock_timeout")
         assert done.processed == 10
-        assert set(Event.objects.filter(processed_at__isnull=True).values_list("id", flat=True)) == set(ids[:10])
-        other.rollback()  # that worker failed: its task is retried, and finds them free
-        assert events_process(event_ids=ids).processed == 10
-        assert unprocessed() == 0
+        assert list(EventBatch.objects.values_list("id", flat=True)) == [held]
+        other.rollback()  # that worker failed: its task is retried, and finds the batch free
+        assert events_process(batch_ids=[held]).processed == 10
+        assert Event.objects.count() == 20
     finally:
         other.close()
 
@@ -133,7 +164,7 @@ def test_new_identifiers_are_locked_one_by_one_or_all_at_once(monkeypatch):
 def test_an_identifier_stored_while_waiting_for_its_lock_is_attached_not_created_again(source, monkeypatch):
     """Between reading which identifiers exist and locking the new ones, another worker may
     store one of them (it held the lock): it must be read again, not inserted twice."""
-    ids = stored(source.pk, 1, "a")
+    batch = accepted(source.pk, 1, "a")
     real_lock = resolution._lock_identifiers
     other: dict[str, Profile] = {}
 
@@ -146,7 +177,31 @@ def test_an_identifier_stored_while_waiting_for_its_lock_is_attached_not_created
             )
 
     monkeypatch.setattr(resolution, "_lock_identifiers", lock_then_meanwhile)
-    events_resolve(event_ids=ids, processed_at=T0)
+    batches_resolve(batch_ids=[batch], processed_at=T0)
 
     assert Profile.objects.get() == other["profile"]
     assert Event.objects.get().profile == other["profile"]
+
+
+@pytest.mark.django_db
+def test_events_stored_unprocessed_before_batches_are_moved_into_batches(source):
+    """Migration 0010: events stored by the edge before it kept batches, and not processed
+    yet, go back into batches, which the pipeline takes from then on."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    migration = import_module("profiles.migrations.0010_event_batches")
+    Event.objects.create(
+        source_id=source.pk, message_id="old-1", type="page", anonymous_id="v1", timestamp=T0, received_at=T0,
+        properties={"path": "/"}, context={"ip": "1.2.3.4"},
+    )  # fmt: skip
+    migration.unprocessed_events_to_batches(apps, None)
+
+    assert not Event.objects.exists()
+    batch = EventBatch.objects.get()
+    assert (batch.source_id, batch.size, batch.received_at) == (source.pk, 1, T0)
+    assert batches_resolve(batch_ids=[batch.id], processed_at=T0).processed == 1
+    event = Event.objects.get()
+    assert (event.message_id, event.properties, event.context) == ("old-1", {"path": "/"}, {"ip": "1.2.3.4"})
+    assert event.profile is not None

@@ -116,24 +116,27 @@ def test_first_and_last_seen_follow_event_times(send):
     assert profile.first_seen_at.day == 1 and profile.last_seen_at.day == 3
 
 
-def test_replaying_the_pipeline_changes_nothing(send):
-    send(identify("u1", "a1", email="a@x.io"), identify("u2", "a1"))
-    state = (
-        sorted(Profile.objects.values_list("id", "merged_into", "traits", "merge_count")),
-        sorted(Identity.objects.values_list("kind", "value", "profile")),
-        sorted(Event.objects.values_list("id", "profile")),
-        Demotion.objects.count(),
-    )
-    ids = list(Event.objects.values_list("id", flat=True))
-    Event.objects.update(processed_at=None)
-    events_process(event_ids=ids)
-    events_process(event_ids=ids)
-    assert state == (
-        sorted(Profile.objects.values_list("id", "merged_into", "traits", "merge_count")),
-        sorted(Identity.objects.values_list("kind", "value", "profile")),
-        sorted(Event.objects.values_list("id", "profile")),
-        Demotion.objects.count(),
-    )
+def test_replaying_messages_changes_nothing(send):
+    messages = (identify("u1", "a1", email="a@x.io") | {"messageId": "m1"}, identify("u2", "a1") | {"messageId": "m2"})
+    send(*messages)
+
+    def state() -> tuple:
+        return (
+            sorted(Profile.objects.values_list("id", "merged_into", "traits", "merge_count")),
+            sorted(Identity.objects.values_list("kind", "value", "profile")),
+            sorted(Event.objects.values_list("id", "profile")),
+            Demotion.objects.count(),
+        )
+
+    before = state()
+    send(*messages)  # a replayed request: the same messageIds, dropped by the pipeline
+    assert events_process(batch_ids=[1, 2, 3]).processed == 0  # a redelivered task: its batch is gone
+    assert state() == before
+    # The same people again, in new messages: new events, on the same profiles, nothing else.
+    send(*(m | {"messageId": f"again-{m['messageId']}"} for m in messages))
+    profiles, identities, events, demotions = state()
+    assert (profiles, identities) == before[:2] and demotions == before[3] * 2
+    assert {p for _, p in events} == {p for _, p in before[2]} and len(events) == 4
 
 
 def test_alias_links_the_anonymous_id_to_the_user(send):
