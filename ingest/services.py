@@ -114,10 +114,15 @@ def write_key_from_authorization(header: str | None) -> str | None:
 def sources_by_key(keys: Sequence[str | None]) -> dict[str, Source]:
     """Enabled sources by write key, in one query."""
     # A key with NUL cannot exist (and PostgreSQL refuses it in a query): it is unknown.
-    wanted = {k for k in keys if k and "\x00" not in k}
+    wanted = sorted({k for k in keys if k and "\x00" not in k})
     if not wanted:
         return {}
-    return {s.write_key: s for s in Source.objects.filter(write_key__in=wanted, enabled=True)}
+    # A raw query: the ORM's compilation of this filter was a tenth of a request's CPU.
+    marks = ", ".join(["%s"] * len(wanted))
+    found = Source.objects.raw(
+        f"SELECT * FROM {Source._meta.db_table} WHERE write_key IN ({marks}) AND enabled", wanted
+    )
+    return {s.write_key: s for s in found}
 
 
 def messages_ingest(

@@ -21,9 +21,11 @@ T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 @pytest.fixture(autouse=True)
-def _fresh_frontier(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The backlog search resumes past what this process claimed before: start afresh."""
+def _fresh_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backlog search resumes past what this process claimed before, and the log is
+    looked at first for a while after a duplicate: start afresh."""
     monkeypatch.setattr(resolution, "_frontier", 0)
+    monkeypatch.setattr(resolution, "_check_log_until", 0.0)
 
 
 def visit(source_id: int, message_id: str, anonymous_id: str, at: datetime) -> EventIn:
@@ -85,6 +87,29 @@ def test_messages_the_log_holds_are_dropped_and_counted(source):
     assert (result.processed, dict(result.duplicates)) == (7, {(source.pk, T0): 5})
     assert sorted(Event.objects.values_list("message_id", flat=True)) == ["a-0", "a-1", "a-2", "b-0", "b-1"]
     assert not EventBatch.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_duplicate_found_on_writing_is_resolved_again_with_the_log_looked_at(source, monkeypatch):
+    """The log is not looked at first: the write finds the duplicate, the transaction is
+    undone whole and done again with the look-up, which then stays on for a while."""
+    first = accepted(source.pk, 2, "a")
+    batches_resolve(batch_ids=[first], processed_at=T0)
+    profile_of_a0 = Event.objects.get(message_id="a-0").profile_id
+    looked: list[int] = []
+    real_stored = resolution.events_stored
+    monkeypatch.setattr(resolution, "events_stored", lambda keys: looked.append(len(keys)) or real_stored(keys))
+    mixed = accepted(source.pk, 3, "a")  # a-0 and a-1 again, and a new a-2
+
+    result = batches_resolve(batch_ids=[mixed], processed_at=T0)
+
+    assert (result.processed, dict(result.duplicates), result.resolved) == (3, {(source.pk, T0): 2}, 1)
+    assert looked == [3]  # only on the second try
+    assert Event.objects.filter(message_id="a-0").get().profile_id == profile_of_a0
+    assert sorted(Event.objects.values_list("message_id", flat=True)) == ["a-0", "a-1", "a-2"]
+    assert Profile.objects.count() == 3 and not EventBatch.objects.exists()
+    batches_resolve(batch_ids=[accepted(source.pk, 1, "c")], processed_at=T0)
+    assert looked == [3, 1]  # looked at first now
 
 
 @pytest.mark.django_db
