@@ -95,17 +95,33 @@ def batch_store(*, events: Sequence[EventIn]) -> int:
     until the pipeline takes them: one row, one round trip. Returns the batch's id. Runs
     in the caller's transaction; the caller commits, then hands the id to the pipeline."""
     first = events[0]
+    return _batch_insert(first.source_id, first.received_at, len(events), batch_encode(events))
+
+
+def batches_requeue(rows: Sequence[LogRow]) -> list[int]:
+    """Put messages taken from batches back as new batches (one per source and arrival
+    time, in the given order), for resolution to take again later. `rows` are as
+    `batch_decode` returns them. Returns the new batches' ids."""
+    groups: dict[tuple[int, datetime], list[list[Any]]] = {}
+    for r in rows:
+        groups.setdefault((r[0], r[12]), []).append(
+            [*r[1:9], _us(r[9]), _us(r[10]), _us(r[11]), r[13], r[14], r[15], r[16], r[17]]
+        )
+    return [
+        _batch_insert(source_id, received_at, len(messages), orjson.dumps(messages))
+        for (source_id, received_at), messages in groups.items()
+    ]
+
+
+def _batch_insert(source_id: int, received_at: datetime, size: int, payload: bytes) -> int:
     sql = f"INSERT INTO {EventBatch._meta.db_table} (source_id, received_at, size, payload) VALUES (%s, %s, %s, %s) "
     if connection.vendor == "postgresql":
         with pg_cursor() as cursor:
-            cursor.execute(
-                sql.replace("%s", "%b") + "RETURNING id",
-                [first.source_id, first.received_at, len(events), batch_encode(events)],
-            )
+            cursor.execute(sql.replace("%s", "%b") + "RETURNING id", [source_id, received_at, size, payload])
             return int(cursor.fetchone()[0])
-    at = connection.ops.adapt_datetimefield_value(first.received_at)
+    at = connection.ops.adapt_datetimefield_value(received_at)
     with connection.cursor() as cursor:
-        cursor.execute(sql + "RETURNING id", [first.source_id, at, len(events), batch_encode(events)])
+        cursor.execute(sql + "RETURNING id", [source_id, at, size, payload])
         return int(cursor.fetchone()[0])
 
 

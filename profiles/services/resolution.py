@@ -10,7 +10,9 @@ bulk: new profiles, merges (identities, events and tombstones re-pointed, traits
 new identities, links, demotions, the traits the messages set, and the messages themselves
 with their profile; then it deletes the batches. Lock order is always batches,
 identifiers, then profiles, each sorted, so concurrent workers neither deadlock nor create
-two profiles for one person.
+two profiles for one person. A first pass waits for no other transaction: messages that
+touch an identifier or a profile another one holds are put back as a new batch, and resolved
+after the pass, waiting then.
 """
 
 from __future__ import annotations
@@ -32,7 +34,14 @@ from profiles.identity.planner import GraphView, Message, Plan, ProfileView, pla
 from profiles.identity.rules import IdentityRules, IdKey
 from profiles.models import Demotion, EventBatch, Identity, IdentityLink, Merge, Profile, new_profile_key
 from profiles.services.bulk import resolution_settings, rows_insert, rows_update
-from profiles.services.events import LogRow, batch_decode, events_allocate_ids, events_stored, events_write
+from profiles.services.events import (
+    LogRow,
+    batch_decode,
+    batches_requeue,
+    events_allocate_ids,
+    events_stored,
+    events_write,
+)
 from profiles.services.graph import profile_fold, profiles_repoint
 from profiles.services.identity_settings import identity_kinds_register, identity_rules
 from profiles.traits import TraitUpdate, event_trait_updates, traits_apply_updates
@@ -133,9 +142,17 @@ def batches_resolve(*, batch_ids: Sequence[int], processed_at: datetime, backlog
             size = 0
         chunks[-1].append(batch_id)
         size += count
+    later: list[int] = []
     for chunk in chunks:
         if chunk:
-            result.add(_resolve(chunk, current_rules, processed_at))
+            done, requeued = _resolve(chunk, current_rules, processed_at, wait=False)
+            result.add(done)
+            later += requeued
+    if later:
+        # Messages put back because another worker was creating one of their identifiers:
+        # it has committed by now, or soon will. This time, wait for it.
+        done, _ = _resolve(later, current_rules, processed_at, wait=True)
+        result.add(done)
     return result
 
 
@@ -148,17 +165,19 @@ CHECK_LOG_AFTER_A_DUPLICATE = timedelta(minutes=5)
 _check_log_until = 0.0
 
 
-def _resolve(batch_ids: list[int], rules: Callable[[], IdentityRules], processed_at: datetime) -> ResolveResult:
+def _resolve(
+    batch_ids: list[int], rules: Callable[[], IdentityRules], processed_at: datetime, *, wait: bool
+) -> tuple[ResolveResult, list[int]]:
     global _check_log_until
     if time.monotonic() >= _check_log_until:
         try:
-            return _resolve_chunk(batch_ids, rules, processed_at, check_log=False)
+            return _resolve_chunk(batch_ids, rules, processed_at, check_log=False, wait=wait)
         except DuplicateInFlight:
             pass
-    result = _resolve_chunk(batch_ids, rules, processed_at, check_log=True)
+    result, requeued = _resolve_chunk(batch_ids, rules, processed_at, check_log=True, wait=wait)
     if result.duplicates:
         _check_log_until = time.monotonic() + CHECK_LOG_AFTER_A_DUPLICATE.total_seconds()
-    return result
+    return result, requeued
 
 
 _BATCHES = EventBatch._meta.db_table
@@ -242,22 +261,32 @@ def _lock_hash(key: IdKey) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _lock_identifiers(new: set[IdKey]) -> None:
-    """Advisory locks on the identifiers no profile owns yet, in one fixed order, so two
-    workers never both create one (identifiers already stored are guarded by their
-    profile's row lock, taken next). Every resolving transaction holds one lock shared;
-    one with too many new identifiers takes it exclusively instead, and waits for the
-    others. SQLite needs none: its IMMEDIATE transactions run one writer at a time."""
+def _lock_identifiers(new: set[IdKey], *, wait: bool) -> set[IdKey]:
+    """Advisory locks on the identifiers no profile owns yet, so two workers never both
+    create one (identifiers already stored are guarded by their profile's row lock, taken
+    next). With `wait`, in one fixed order, waiting for each; without, an identifier
+    another transaction holds (it is creating it) is not waited for but returned, and the
+    caller leaves its messages for later. Every resolving transaction holds one lock
+    shared; one with too many new identifiers takes it exclusively instead, and waits for
+    the others. SQLite needs none: its IMMEDIATE transactions run one writer at a time."""
     if connection.vendor != "postgresql":
-        return
-    hashes = sorted({_lock_hash(k) for k in new})
+        return set()
+    keys_of: dict[int, list[IdKey]] = defaultdict(list)
+    for key in new:
+        keys_of[_lock_hash(key)].append(key)
+    hashes = sorted(keys_of)
     with connection.cursor() as cursor:
         if len(hashes) > MAX_IDENTIFIER_LOCKS:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", _ALL_IDENTIFIERS)
-            return
+            return set()
         cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", _ALL_IDENTIFIERS)
-        if hashes:
+        if not hashes:
+            return set()
+        if wait:
             cursor.execute("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k", [hashes])
+            return set()
+        cursor.execute("SELECT k FROM unnest(%s::bigint[]) AS k WHERE NOT pg_try_advisory_xact_lock(k)", [hashes])
+        return {key for (h,) in cursor.fetchall() for key in keys_of[h]}
 
 
 def _owners(keys: Iterable[IdKey]) -> dict[IdKey, int]:
@@ -290,8 +319,9 @@ _PROFILE_COLUMNS = ("id", "merged_into_id", "merge_count", "first_seen_at", "las
 _IDENTITY_COLUMNS = ("id", "kind", "value", "first_seen_at", "last_seen_at", "profile_id", "separations")
 
 
-def _lock_profiles(ids: list[int]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """Lock the profiles `ids` (in id order) and read them with all their identities."""
+def _lock_profiles(ids: list[int], *, wait: bool) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Lock the profiles `ids` (in id order) and read them with all their identities.
+    Unless `wait`, a profile another transaction holds is skipped (left out)."""
     if connection.vendor != "postgresql":
         profiles = list(Profile.objects.filter(id__in=ids).order_by("id").values_list(*_PROFILE_COLUMNS))
         return profiles, list(Identity.objects.filter(profile_id__in=ids).values_list(*_IDENTITY_COLUMNS))
@@ -300,40 +330,45 @@ def _lock_profiles(ids: list[int]) -> tuple[list[tuple[Any, ...]], list[tuple[An
         # (their foreign-key checks take KEY SHARE) are not blocked by the lock.
         cursor.execute(
             f"SELECT {', '.join(_PROFILE_COLUMNS)} FROM {Profile._meta.db_table} WHERE id = ANY(%b) "
-            "ORDER BY id FOR NO KEY UPDATE",
+            f"ORDER BY id FOR NO KEY UPDATE{'' if wait else ' SKIP LOCKED'}",
             [ids],
         )
         profiles = cursor.fetchall()
         cursor.execute(
-            f"SELECT {', '.join(_IDENTITY_COLUMNS)} FROM {Identity._meta.db_table} WHERE profile_id = ANY(%b)", [ids]
+            f"SELECT {', '.join(_IDENTITY_COLUMNS)} FROM {Identity._meta.db_table} WHERE profile_id = ANY(%b)",
+            [[row[0] for row in profiles]],
         )
         return profiles, cursor.fetchall()
 
 
 def _lock_view(
-    keys: set[IdKey], owners: dict[IdKey, int]
-) -> tuple[GraphView, dict[int, _ProfileState], dict[IdKey, tuple[int, datetime]]]:
+    keys: set[IdKey], owners: dict[IdKey, int], *, wait: bool
+) -> tuple[GraphView, dict[int, _ProfileState], dict[IdKey, tuple[int, datetime]], set[IdKey]]:
     """Lock the live profiles owning `keys` (`owners`, as read under the identifier locks)
     and load their whole identity sets. Re-reads when a concurrent merge, split or delete
     moved an identifier meanwhile: a profile gone or merged away, or an owner that no
-    longer holds the identifier."""
+    longer holds the identifier. Unless `wait`, profiles another transaction holds are
+    left out: returns the keys they own (or owned, if one was just deleted), whose
+    messages the caller leaves for later."""
     for attempt in range(LOCK_ATTEMPTS):
         if attempt:
             owners = _owners(keys)
         ids = sorted(set(owners.values()))
         savepoint = transaction.savepoint()
-        profiles, rows = _lock_profiles(ids)
+        profiles, rows = _lock_profiles(ids, wait=wait)
+        locked = {row[0] for row in profiles}
         holder = {(kind, value): profile_id for _, kind, value, _, _, profile_id, _ in rows}
         if (
-            len(profiles) == len(ids)
+            (len(profiles) == len(ids) or not wait)
             and all(row[1] is None for row in profiles)
-            and all(holder.get(key) == profile_id for key, profile_id in owners.items())
+            and all(holder.get(key) == profile_id for key, profile_id in owners.items() if profile_id in locked)
         ):
             transaction.savepoint_commit(savepoint)
             break
         transaction.savepoint_rollback(savepoint)
     else:
         raise ResolutionContention("the identity graph kept changing under concurrent merges")
+    busy = {key for key, profile_id in owners.items() if profile_id not in locked}
     held: dict[int, list[tuple[IdKey, datetime]]] = defaultdict(list)
     known: dict[IdKey, tuple[int, datetime]] = {}
     labels: dict[IdKey, dict[int, int]] = {}
@@ -347,7 +382,7 @@ def _lock_view(
         for pid, _, merges, first, last, traits, meta in profiles
     }
     view = GraphView({pid: ProfileView(pid, s.merge_count, tuple(held[pid])) for pid, s in states.items()}, labels)
-    return view, states, known
+    return view, states, known, busy
 
 
 def _hour(at: datetime) -> datetime:
@@ -355,16 +390,19 @@ def _hour(at: datetime) -> datetime:
 
 
 def _resolve_chunk(
-    batch_ids: list[int], rules: Callable[[], IdentityRules], processed_at: datetime, *, check_log: bool
-) -> ResolveResult:
+    batch_ids: list[int], rules: Callable[[], IdentityRules], processed_at: datetime, *, check_log: bool, wait: bool
+) -> tuple[ResolveResult, list[int]]:
     """One transaction. Raises `DuplicateInFlight` when a message was in the log already
-    (unless `check_log` looked, then: written meanwhile by another transaction)."""
+    (unless `check_log` looked, then: written meanwhile by another transaction). Unless
+    `wait`, the messages that carry an identifier another transaction is creating are put
+    back as new batches, whose ids it returns."""
     result = ResolveResult()
+    requeued: list[int] = []
     with transaction.atomic():
         resolution_settings()
         claimed = _claim(batch_ids)
         if not claimed:
-            return result
+            return result, requeued
         # Each message once: the first of its (source, messageId), unless the log has it.
         fresh: dict[tuple[int, str], LogRow] = {}
         for _, messages in claimed:
@@ -393,9 +431,18 @@ def _resolve_chunk(
             keys = _keys(facts)
             owners = _owners(keys)
             new = keys - owners.keys()
-            _lock_identifiers(new)
-            owners |= _owners(new)  # stored meanwhile by a worker that held their locks
-            view, states, known = _lock_view(keys, owners)
+            busy = _lock_identifiers(new, wait=wait)
+            owners |= _owners(new - busy)  # stored meanwhile by a worker that held their locks
+            view, states, known, busy_owned = _lock_view(keys - busy, owners, wait=wait)
+            if busy := busy | busy_owned:
+                # Another transaction is creating these identifiers or changing their
+                # profiles, and would make us wait until it commits: resolve the other
+                # messages now, and these after it (the view holds no profile of theirs).
+                later = {f.message.event_id for f in facts if not _keys([f]).isdisjoint(busy)}
+                requeued = batches_requeue([r[1:] for r in rows if r[0] in later])
+                rows = [r for r in rows if r[0] not in later]
+                facts = [f for f in facts if f.message.event_id not in later]
+                result.processed -= len(later)
             outcome = plan([f.message for f in facts], view, rules())
             assignments = _apply(outcome, facts, states, known, result)
         written = events_write(rows=[(*r, assignments.get(r[0])) for r in rows], processed_at=processed_at)
@@ -403,7 +450,7 @@ def _resolve_chunk(
             raise DuplicateInFlight(f"{len(rows) - written} of these messages are in the log already")
         EventBatch.objects.filter(id__in=[batch_id for batch_id, _ in claimed]).delete()
         result.processed += sum(len(messages) for _, messages in claimed)
-    return result
+    return result, requeued
 
 
 def _apply(

@@ -5,7 +5,11 @@ PostgreSQL's lock table; and writes each message to the log once, with its profi
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -26,6 +30,13 @@ def _fresh_process(monkeypatch: pytest.MonkeyPatch) -> None:
     looked at first for a while after a duplicate: start afresh."""
     monkeypatch.setattr(resolution, "_frontier", 0)
     monkeypatch.setattr(resolution, "_check_log_until", 0.0)
+
+
+def connect_other() -> psycopg.Connection:
+    s = connection.settings_dict
+    return psycopg.connect(
+        host=s["HOST"] or "127.0.0.1", port=s["PORT"] or 5432, user=s["USER"], dbname=s["NAME"], connect_timeout=5
+    )
 
 
 def visit(source_id: int, message_id: str, anonymous_id: str, at: datetime) -> EventIn:
@@ -135,10 +146,7 @@ def test_a_message_written_meanwhile_by_another_worker_fails_the_transaction_who
 @pytest.mark.django_db(transaction=True)
 def test_batches_another_worker_holds_are_skipped_not_waited_for(source):
     held, free = accepted(source.pk, 10, "a"), accepted(source.pk, 10, "b")
-    s = connection.settings_dict
-    other = psycopg.connect(
-        host=s["HOST"] or "127.0.0.1", port=s["PORT"] or 5432, user=s["USER"], dbname=s["NAME"], connect_timeout=5
-    )
+    other = connect_other()
     try:
         # Another worker's transaction has claimed the first batch.
         other.execute("SELECT id FROM profiles_eventbatch WHERE id = %s FOR UPDATE", [held])
@@ -171,7 +179,7 @@ def held_advisory_locks() -> list[tuple[str, int, str]]:
 def test_new_identifiers_are_locked_one_by_one_or_all_at_once(monkeypatch):
     keys = {("anonymous_id", f"v{n}") for n in range(5)}
     with transaction.atomic():
-        resolution._lock_identifiers(keys)
+        assert resolution._lock_identifiers(keys, wait=True) == set()
         locks = held_advisory_locks()
     # One shared lock on all of resolution (objsubid 2: the two-int form), and one
     # exclusive lock per identifier (objsubid 1: a 64-bit key).
@@ -180,9 +188,99 @@ def test_new_identifiers_are_locked_one_by_one_or_all_at_once(monkeypatch):
 
     monkeypatch.setattr(resolution, "MAX_IDENTIFIER_LOCKS", 4)
     with transaction.atomic():
-        resolution._lock_identifiers(keys)
+        assert resolution._lock_identifiers(keys, wait=False) == set()
         locks = held_advisory_locks()
     assert [(mode, subid) for mode, subid, _ in locks] == [("ExclusiveLock", 2)]
+
+
+BUSY = "a-visitor-1"
+
+
+def resolve_while_another_worker_holds(source_id: int, hold: Callable[[psycopg.Connection], None]) -> dict[str, Any]:
+    """Accept a batch of four visitors, with a second message of `BUSY`, and resolve it
+    while another worker's transaction, set up by `hold`, is open. That worker commits once
+    it sees events written (or after 10 s): what it saw is returned."""
+    events = [visit(source_id, f"a-{n}", f"a-visitor-{n}", T0 + timedelta(seconds=n)) for n in range(4)]
+    events.append(visit(source_id, "a-4", BUSY, T0 + timedelta(seconds=4)))
+    with transaction.atomic():
+        batch = batch_store(events=events)
+    seen: dict[str, Any] = {}
+    holding = threading.Event()
+
+    def other_worker() -> None:
+        with connect_other() as other, connect_other() as look:
+            hold(other)
+            holding.set()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and "written" not in seen:
+                written = look.execute("SELECT anonymous_id FROM profiles_event ORDER BY message_id").fetchall()
+                if written:
+                    seen["written"] = [row[0] for row in written]
+                    seen["waiting"] = look.execute("SELECT size FROM profiles_eventbatch").fetchall()
+                look.rollback()
+                time.sleep(0.05)
+            other.commit()
+
+    worker = threading.Thread(target=other_worker)
+    worker.start()
+    assert holding.wait(10)
+    seen["result"] = batches_resolve(batch_ids=[batch], processed_at=T0)
+    worker.join()
+    return seen
+
+
+def assert_busy_visitor_waited(seen: dict[str, Any]) -> None:
+    # Written while the other worker still held the visitor: everyone else.
+    assert seen.get("written") == ["a-visitor-0", "a-visitor-2", "a-visitor-3"]
+    assert seen["waiting"] == [(2,)]  # the visitor's two messages, put back as one batch
+    # Then the visitor's messages too.
+    assert seen["result"].processed == 5
+    assert not EventBatch.objects.exists()
+    assert Event.objects.count() == 5
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_messages_of_an_identifier_another_worker_is_creating_wait_for_it_not_the_others(source):
+    """Another worker is creating a visitor (it holds the visitor's lock until it commits).
+    The messages of other visitors are resolved and written without waiting; the visitor's
+    are put back as a batch and resolved once the lock is free, on the worker's profile."""
+    created: list[int] = []
+
+    def create_visitor(other: psycopg.Connection) -> None:
+        other.execute("SELECT pg_advisory_xact_lock(%s)", [resolution._lock_hash(("anonymous_id", BUSY))])
+        created.append(other.execute(
+            "INSERT INTO profiles_profile (key, created_at, updated_at, traits, trait_meta, merge_count) "
+            "VALUES ('use_other', now(), now(), '{}', '{}', 0) RETURNING id"
+        ).fetchone()[0])  # fmt: skip
+        other.execute(
+            "INSERT INTO profiles_identity (kind, value, profile_id, first_seen_at, last_seen_at, first_message_id, "
+            "separations) VALUES ('anonymous_id', %s, %s, %s, %s, '', '{}')",
+            [BUSY, created[0], T0, T0],
+        )
+
+    assert_busy_visitor_waited(resolve_while_another_worker_holds(source.pk, create_visitor))
+    assert set(Event.objects.filter(anonymous_id=BUSY).values_list("profile_id", flat=True)) == {created[0]}
+    assert Profile.objects.count() == 4
+    assert Identity.objects.filter(value=BUSY).count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_messages_of_a_profile_another_worker_is_changing_wait_for_it_not_the_others(source):
+    """Another worker holds the row lock of the visitor's profile (it is resolving other
+    messages of that person): the same, and the visitor's messages land on that profile,
+    with the traits the other worker set kept."""
+    profile = Profile.objects.create()
+    Identity.objects.create(kind="anonymous_id", value=BUSY, profile=profile, first_seen_at=T0, last_seen_at=T0)
+
+    def change_profile(other: psycopg.Connection) -> None:
+        other.execute('UPDATE profiles_profile SET traits = \'{"plan": "pro"}\' WHERE id = %s', [profile.pk])
+
+    assert_busy_visitor_waited(resolve_while_another_worker_holds(source.pk, change_profile))
+    assert set(Event.objects.filter(anonymous_id=BUSY).values_list("profile_id", flat=True)) == {profile.pk}
+    assert Profile.objects.get(pk=profile.pk).traits == {"plan": "pro"}
+    assert Profile.objects.count() == 4
 
 
 @pytest.mark.django_db
@@ -193,13 +291,14 @@ def test_an_identifier_stored_while_waiting_for_its_lock_is_attached_not_created
     real_lock = resolution._lock_identifiers
     other: dict[str, Profile] = {}
 
-    def lock_then_meanwhile(new: set[tuple[str, str]]) -> None:
-        real_lock(new)
+    def lock_then_meanwhile(new: set[tuple[str, str]], *, wait: bool) -> set[tuple[str, str]]:
+        held = real_lock(new, wait=wait)
         if not other:  # the worker that held the lock stored the visitor, and committed
             other["profile"] = Profile.objects.create()
             Identity.objects.create(
                 kind="anonymous_id", value="a-visitor-0", profile=other["profile"], first_seen_at=T0, last_seen_at=T0
             )
+        return held
 
     monkeypatch.setattr(resolution, "_lock_identifiers", lock_then_meanwhile)
     batches_resolve(batch_ids=[batch], processed_at=T0)
