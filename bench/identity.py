@@ -6,8 +6,8 @@
     .venv/bin/python bench/identity.py --people 30000 --worker-pool solo --celery-workers 2
 
 On the 2-core machine this was written on, the default run takes about 3 minutes (2026-11-30:
-5,441 to 5,820 events/s end to end over three runs, ~275 µs of CPU an event; the pipeline is
-the bottleneck, about 6,600 events/s alone): use `--people` to trade size for time.
+7,742 to 8,652 events/s end to end over four runs, 210 to 240 µs of CPU an event, the pipeline
+alone about 10,000 events/s): use `--people` to trade size for time.
 
 What one run does, in order:
 
