@@ -10,9 +10,9 @@ bulk: new profiles, merges (identities, events and tombstones re-pointed, traits
 new identities, links, demotions, the traits the messages set, and the messages themselves
 with their profile; then it deletes the batches. Lock order is always batches,
 identifiers, then profiles, each sorted, so concurrent workers neither deadlock nor create
-two profiles for one person. A first pass waits for no other transaction: messages that
-touch an identifier or a profile another one holds are put back as a new batch, and resolved
-after the pass, waiting then.
+two profiles for one person. A first pass does not wait for another transaction's
+identifiers or profiles: the messages that touch one are put back as a new batch, and
+resolved after the pass, waiting then.
 """
 
 from __future__ import annotations
@@ -149,8 +149,8 @@ def batches_resolve(*, batch_ids: Sequence[int], processed_at: datetime, backlog
             result.add(done)
             later += requeued
     if later:
-        # Messages put back because another worker was creating one of their identifiers:
-        # it has committed by now, or soon will. This time, wait for it.
+        # Messages put back because another transaction held one of their identifiers or
+        # profiles: it has committed by now, or soon will. This time, wait for it.
         done, _ = _resolve(later, current_rules, processed_at, wait=True)
         result.add(done)
     return result
@@ -394,8 +394,8 @@ def _resolve_chunk(
 ) -> tuple[ResolveResult, list[int]]:
     """One transaction. Raises `DuplicateInFlight` when a message was in the log already
     (unless `check_log` looked, then: written meanwhile by another transaction). Unless
-    `wait`, the messages that carry an identifier another transaction is creating are put
-    back as new batches, whose ids it returns."""
+    `wait`, the messages that carry an identifier another transaction is creating, or one
+    of a profile it holds, are put back as new batches, whose ids it returns."""
     result = ResolveResult()
     requeued: list[int] = []
     with transaction.atomic():
