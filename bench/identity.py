@@ -6,8 +6,8 @@
     .venv/bin/python bench/identity.py --people 30000 --worker-pool solo --celery-workers 2
 
 On the 2-core machine this was written on, the default run takes about 3 minutes (2026-11-30:
-7,742 to 8,652 events/s end to end over four runs, 210 to 240 µs of CPU an event, the pipeline
-alone about 10,000 events/s): use `--people` to trade size for time.
+6,986 to 8,745 events/s end to end over five runs, 210 to 270 µs of CPU an event, the pipeline
+alone 9,500 to 11,500 events/s): use `--people` to trade size for time.
 
 What one run does, in order:
 
