@@ -23,7 +23,7 @@ from psycopg.types.json import set_json_dumps
 
 from profiles.db import pg_cursor
 from profiles.models import Event, EventBatch
-from profiles.services.bulk import rows_insert
+from profiles.services.bulk import rows_insert, rows_matching
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,29 +158,14 @@ def events_allocate_ids(count: int) -> list[int]:
 
 def events_stored(keys: Iterable[tuple[int, str]]) -> set[tuple[int, str]]:
     """Which `(source_id, message_id)` the log holds already."""
-    ordered = sorted(set(keys))
-    if not ordered:
-        return set()
-    table = Event._meta.db_table
-    if connection.vendor == "postgresql":
-        with pg_cursor(binary=True) as cursor:
-            cursor.execute(
-                f"SELECT source_id, message_id FROM {table} "
-                "WHERE (source_id, message_id) IN (SELECT * FROM unnest(%b::int4[], %b::text[]))",
-                [[s for s, _ in ordered], [m for _, m in ordered]],
-            )
-            return set(cursor.fetchall())
-    found: set[tuple[int, str]] = set()
-    with connection.cursor() as cursor:
-        for start in range(0, len(ordered), 400):  # SQLite's bound-parameter limit
-            chunk = ordered[start : start + 400]
-            cursor.execute(
-                f"SELECT source_id, message_id FROM {table} "
-                f"WHERE (source_id, message_id) IN (VALUES {', '.join(['(%s, %s)'] * len(chunk))})",
-                [part for key in chunk for part in key],
-            )
-            found.update(cursor.fetchall())
-    return found
+    return set(
+        rows_matching(
+            table=Event._meta.db_table,
+            select=("source_id", "message_id"),
+            pair=(("source_id", "int4"), ("message_id", "text")),
+            keys=sorted(set(keys)),
+        )
+    )
 
 
 def events_write(*, rows: Sequence[LogRow], processed_at: datetime) -> int:

@@ -33,7 +33,7 @@ from profiles.identity.extract import event_message
 from profiles.identity.planner import GraphView, Message, Plan, ProfileView, plan
 from profiles.identity.rules import IdentityRules, IdKey
 from profiles.models import Demotion, EventBatch, Identity, IdentityLink, Merge, Profile, new_profile_key
-from profiles.services.bulk import resolution_settings, rows_insert, rows_update
+from profiles.services.bulk import resolution_settings, rows_insert, rows_matching, rows_update
 from profiles.services.events import (
     LogRow,
     batch_decode,
@@ -173,7 +173,7 @@ def _resolve(
         try:
             return _resolve_chunk(batch_ids, rules, processed_at, check_log=False, wait=wait)
         except DuplicateInFlight:
-            pass
+            pass  # rolled back whole: resolved again below, looking the messages up first
     result, requeued = _resolve_chunk(batch_ids, rules, processed_at, check_log=True, wait=wait)
     if result.duplicates:
         _check_log_until = time.monotonic() + CHECK_LOG_AFTER_A_DUPLICATE.total_seconds()
@@ -291,27 +291,12 @@ def _lock_identifiers(new: set[IdKey], *, wait: bool) -> set[IdKey]:
 
 def _owners(keys: Iterable[IdKey]) -> dict[IdKey, int]:
     """The profile that owns each of `keys` that is stored."""
-    ordered = sorted(keys)
-    if not ordered:
-        return {}
-    if connection.vendor == "postgresql":
-        # Arrays on a server-side-bound cursor: one statement text whatever the count (a
-        # VALUES list was parsed and planned anew each time: 17 µs an event).
-        with pg_cursor(binary=True) as cursor:
-            cursor.execute(
-                f"SELECT kind, value, profile_id FROM {Identity._meta.db_table} "
-                "WHERE (kind, value) IN (SELECT * FROM unnest(%b::text[], %b::text[]))",
-                [[k for k, _ in ordered], [v for _, v in ordered]],
-            )
-            rows = cursor.fetchall()
-    else:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT kind, value, profile_id FROM {Identity._meta.db_table} "
-                f"WHERE (kind, value) IN (VALUES {', '.join(['(%s, %s)'] * len(ordered))})",
-                [part for key in ordered for part in key],
-            )
-            rows = cursor.fetchall()
+    rows = rows_matching(
+        table=Identity._meta.db_table,
+        select=("kind", "value", "profile_id"),
+        pair=(("kind", "text"), ("value", "text")),
+        keys=sorted(keys),
+    )
     return {(kind, value): profile_id for kind, value, profile_id in rows}
 
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection, transaction
 
-from profiles.models import Event, EventBatch, Profile
-from profiles.services.bulk import resolution_settings, rows_insert, rows_update
+from profiles.models import Event, EventBatch, Identity, Profile
+from profiles.services.bulk import resolution_settings, rows_insert, rows_matching, rows_update
 from profiles.services.resolution import batches_resolve
 
 
@@ -63,6 +63,26 @@ def test_rows_insert_returns_ids_in_order_and_can_skip_conflicts():
     again = rows_insert(table=Profile._meta.db_table, columns=columns, rows=[*rows[:2], ("use_new", at, at, {}, {}, 0)],
                         returning="id", skip_conflicts=True)  # fmt: skip
     assert len(again) == 1 and Profile.objects.get(id=again[0]).key == "use_new"
+
+
+@pytest.mark.django_db
+def test_rows_matching_finds_rows_by_a_pair_of_columns_past_any_parameter_limit():
+    """How resolution reads which identifiers are stored, and dedup which messages the log
+    holds: a chunk's thousands of keys in one call, on SQLite as on PostgreSQL."""
+    profile = Profile.objects.create()
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    Identity.objects.bulk_create(
+        Identity(kind="anonymous_id", value=f"v{i}", profile=profile, first_seen_at=at, last_seen_at=at)
+        for i in range(0, 1500, 2)
+    )
+    keys = [("anonymous_id", f"v{i}") for i in range(1500)] + [("user_id", "v0")]
+    found = rows_matching(
+        table=Identity._meta.db_table, select=("value", "profile_id"), pair=(("kind", "text"), ("value", "text")),
+        keys=keys,
+    )  # fmt: skip
+    assert sorted(found) == sorted((f"v{i}", profile.pk) for i in range(0, 1500, 2))
+    assert rows_matching(table=Identity._meta.db_table, select=("id",), pair=(("kind", "text"), ("value", "text")),
+                         keys=[]) == []  # fmt: skip
 
 
 @pytest.mark.django_db
