@@ -7,12 +7,14 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from audit.admin import AuditedModelAdmin
 from ingest import selectors
 from ingest.models import RejectedMessage, Source
 from ingest.report_chart import timeline_svg
@@ -21,8 +23,9 @@ from profiles import email_report
 
 
 @admin.register(Source)
-class SourceAdmin(admin.ModelAdmin[Source]):
+class SourceAdmin(AuditedModelAdmin[Source]):
     list_display = ("name", "kind", "enabled", "write_key", "created_at", "debugger_link")
+    audit_secret_fields = ("signing_key",)
     list_filter = ("kind", "enabled")
     search_fields = ("name", "write_key")
     readonly_fields = ("write_key", "created_at", "tracking_help")
@@ -55,6 +58,12 @@ class SourceAdmin(admin.ModelAdmin[Source]):
             obj.write_key,
         )
 
+    def _allowed(self, request: HttpRequest, *also: str) -> None:
+        """The debugger and the campaign report show what sources received: they need the
+        source view permission (and what else they show, e.g. people)."""
+        if not self.has_view_or_change_permission(request) or not request.user.has_perms(also):
+            raise PermissionDenied
+
     def get_urls(self) -> list[URLPattern]:
         own = [
             path("debugger/", self.admin_site.admin_view(self.overview_view), name="ingest_debugger"),
@@ -75,6 +84,7 @@ class SourceAdmin(admin.ModelAdmin[Source]):
         return super().changelist_view(request, extra_context)
 
     def overview_view(self, request: HttpRequest) -> HttpResponse:
+        self._allowed(request)
         context = {
             **self.admin_site.each_context(request),
             "title": "Ingest debugger",
@@ -84,10 +94,12 @@ class SourceAdmin(admin.ModelAdmin[Source]):
         return TemplateResponse(request, "admin/ingest/debugger_overview.html", context)
 
     def source_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        self._allowed(request)
         source = get_object_or_404(Source, pk=pk)
         return self._recent(request, source, f"Ingest debugger: {source.name}")
 
     def unknown_view(self, request: HttpRequest) -> HttpResponse:
+        self._allowed(request)
         return self._recent(request, None, "Ingest debugger: requests with no valid write key")
 
     def _recent(self, request: HttpRequest, source: Source | None, title: str) -> HttpResponse:
@@ -106,6 +118,7 @@ class SourceAdmin(admin.ModelAdmin[Source]):
     # --- Email campaign report ---------------------------------------------------------------
 
     def campaigns_view(self, request: HttpRequest) -> HttpResponse:
+        self._allowed(request)
         context = {
             **self.admin_site.each_context(request),
             "title": "Email campaigns",
@@ -115,6 +128,7 @@ class SourceAdmin(admin.ModelAdmin[Source]):
         return TemplateResponse(request, "admin/ingest/email_campaigns.html", context)
 
     def campaign_view(self, request: HttpRequest) -> HttpResponse:
+        self._allowed(request)
         campaign = request.GET.get("campaign", "")
         if not campaign:
             raise Http404("Which campaign? Pass ?campaign=.")
@@ -129,6 +143,7 @@ class SourceAdmin(admin.ModelAdmin[Source]):
         return TemplateResponse(request, "admin/ingest/email_report.html", context)
 
     def people_view(self, request: HttpRequest) -> HttpResponse:
+        self._allowed(request, "profiles.view_profile")
         campaign, metric = request.GET.get("campaign", ""), request.GET.get("metric", "")
         if not campaign or metric not in email_report.METRICS:
             raise Http404("Pass ?campaign= and a known ?metric=.")
@@ -145,7 +160,7 @@ class SourceAdmin(admin.ModelAdmin[Source]):
 
 
 @admin.register(RejectedMessage)
-class RejectedMessageAdmin(admin.ModelAdmin[RejectedMessage]):
+class RejectedMessageAdmin(AuditedModelAdmin[RejectedMessage]):
     list_display = ("received_at", "source", "endpoint", "index", "code", "reason")
     list_filter = ("code", "source", "endpoint")
     search_fields = ("reason", "payload")

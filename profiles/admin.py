@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 
+from audit.admin import AuditedModelAdmin
 from profiles.admin_list import EstimatedCountPaginator, HasEmailFilter, LastSeenFilter, ProfileChangeList
 from profiles.models import Event, IdentityConfig, IdentityKind, Profile
 from profiles.profile_page import TimelineFilter, profile_page, profile_timeline
@@ -82,7 +83,7 @@ class TimelineForm(forms.Form):
 
 
 @admin.register(Profile)
-class ProfileAdmin(admin.ModelAdmin[Profile]):
+class ProfileAdmin(AuditedModelAdmin[Profile]):
     """The list finds people fast on millions of profiles: the search is `profile_search`
     (trigram indexes), filters and the last-seen order use indexes, nothing is counted past
     10,000 rows (`EstimatedCountPaginator`), and each row reads only its own columns. The
@@ -183,6 +184,8 @@ class ProfileAdmin(admin.ModelAdmin[Profile]):
     def identity_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         """The explanation of a profile, with the split and remove forms (also embedded in
         the profile page, which posts here with `next` to come back to)."""
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
         get_object_or_404(Profile, pk=pk)
         if request.method == "POST":
             if not self.has_change_permission(request):
@@ -224,7 +227,7 @@ class ProfileAdmin(admin.ModelAdmin[Profile]):
                 request, f"Split into {len(result.profile_ids)} profiles; {result.events_moved} events moved."
             )
 
-    @admin.action(description="Merge the selected profiles")
+    @admin.action(description="Merge the selected profiles", permissions=["change"])
     def merge_selected(self, request: HttpRequest, queryset: QuerySet[Profile]) -> HttpResponse | None:
         if "apply" in request.POST:
             form = MergeForm(request.POST)
@@ -255,14 +258,15 @@ class ProfileAdmin(admin.ModelAdmin[Profile]):
 
 
 @admin.register(IdentityKind)
-class IdentityKindAdmin(admin.ModelAdmin[IdentityKind]):
+class IdentityKindAdmin(AuditedModelAdmin[IdentityKind]):
+    change_list_template = "admin/audit/change_list_editable.html"
     list_display = ("kind", "priority", "limit", "window", "read_from", "key")
     list_editable = ("priority", "limit", "window")
     search_fields = ("kind",)
 
 
 @admin.register(IdentityConfig)
-class IdentityConfigAdmin(admin.ModelAdmin[IdentityConfig]):
+class IdentityConfigAdmin(AuditedModelAdmin[IdentityConfig]):
     list_display = ("__str__", "max_merges", "max_identities", "alias_merges")
 
     def has_add_permission(self, request: HttpRequest) -> bool:

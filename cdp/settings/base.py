@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     # Floors, bottom up (docs/architecture.md): each imports only the ones before it.
+    "audit",
     "destinations",
     "profiles",
     "audiences",

@@ -10,6 +10,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from audit.services import audit_record
 from profiles.models import AccessToken
 from profiles.selectors import columns_of, row_as_model
 
@@ -23,26 +24,33 @@ def token_hash(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def access_token_create(*, name: str, actor: Any = None) -> tuple[AccessToken, str]:
+def access_token_create(*, name: str, actor: Any = None, reason: str = "") -> tuple[AccessToken, str]:
     """Create a token; returns the row and the token itself, which is stored only as its
-    SHA-256 and cannot be shown again. Raises ValueError for an empty name."""
+    SHA-256 and cannot be shown again. Audited when a person (`actor`) creates it. Raises
+    ValueError for an empty name."""
     name = name.strip()
     if not name:
         raise ValueError("A token needs a name.")
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = AccessToken.objects.create(
-        name=name[:100],
-        token_hash=token_hash(raw),
-        prefix=raw[: len(TOKEN_PREFIX) + 4],
-        created_by=actor if getattr(actor, "pk", None) else None,
-    )
+    user = actor if getattr(actor, "pk", None) else None
+    with transaction.atomic():
+        token = AccessToken.objects.create(
+            name=name[:100], token_hash=token_hash(raw), prefix=raw[: len(TOKEN_PREFIX) + 4], created_by=user
+        )
+        if user is not None:
+            audit_record(actor=user, action="add", target=token, reason=reason.strip() or "created")
     return token, raw
 
 
-def access_token_revoke(*, token_id: int, actor: Any = None) -> bool:
-    """Revoke a token for good; idempotent. Returns whether it was live until now."""
+def access_token_revoke(*, token_id: int, actor: Any = None, reason: str = "") -> bool:
+    """Revoke a token for good; idempotent. Returns whether it was live until now. A revoke
+    by a person (`actor`) is audited with the reason."""
     with transaction.atomic():
-        return bool(AccessToken.objects.filter(id=token_id, revoked_at__isnull=True).update(revoked_at=timezone.now()))
+        revoked = AccessToken.objects.filter(id=token_id, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        if revoked and getattr(actor, "pk", None):
+            token = AccessToken.objects.get(id=token_id)
+            audit_record(actor=actor, action="revoke", target=token, reason=reason.strip() or "revoked")
+        return bool(revoked)
 
 
 _LIVE_TOKEN_SQL = (

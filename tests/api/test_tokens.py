@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from io import StringIO
 
 import pytest
@@ -48,20 +49,22 @@ def test_revoked_token_is_refused(client: Client, send):
     assert access_token_check(raw=raw) is None
 
 
-def test_admin_creates_a_token_shown_once_and_revokes_it(client: Client):
+def test_admin_creates_a_token_shown_once_on_a_page_never_in_a_cookie_and_revokes_it(client: Client):
     admin = User.objects.create_superuser("admin", "a@example.com", "pw")
     client.force_login(admin)
-    response = client.post("/admin/profiles/accesstoken/add/", {"name": "Warehouse"}, follow=True)
-    assert response.status_code == 200
-    shown = [str(m) for m in response.context["messages"]]
-    raw = next(word for m in shown for word in m.split() if word.startswith("cdp_pat_"))
+    response = client.post("/admin/profiles/accesstoken/add/", {"name": "Warehouse"})
+    assert response.status_code == 200 and "no-store" in response["Cache-Control"]
+    raw = re.search(r'<code id="new-token"[^>]*>(cdp_pat_[^<]+)</code>', response.content.decode()).group(1)
+    assert all(raw not in morsel.value for morsel in response.cookies.values())
+    assert all(raw not in morsel.value for morsel in client.cookies.values())
     token = AccessToken.objects.get(name="Warehouse")
     assert token.created_by == admin and access_token_check(raw=raw) == token
     page = client.get(f"/admin/profiles/accesstoken/{token.id}/change/").content.decode()
     assert raw not in page and token.prefix in page  # never shown again
+    assert raw not in client.get("/admin/profiles/accesstoken/").content.decode()
     client.post(
         "/admin/profiles/accesstoken/",
-        {"action": "revoke", "_selected_action": [token.id]},
+        {"action": "revoke", "_selected_action": [token.id], "apply": "1", "audit_reason": "rotated"},
         follow=True,
     )
     token.refresh_from_db()
