@@ -129,7 +129,7 @@ class AuditedModelAdmin(admin.ModelAdmin[M]):
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)
         if "delete_selected" in actions:
-            _, name, description = actions["delete_selected"]
+            _, name, description = actions["delete_selected"]  # type: ignore[misc]
             actions["delete_selected"] = (_audited_delete_selected, name, description)
         return actions
 
@@ -138,8 +138,9 @@ def _audited_delete_selected(modeladmin: Any, request: HttpRequest, queryset: Qu
     """Django's delete_selected, asking why: without a reason, the confirmation page again."""
     if request.POST.get("post") and not _posted_reason(request):
         messages.error(request, "Say why: a reason is required to delete.")
-        request.POST = request.POST.copy()  # type: ignore[assignment]
-        del request.POST["post"]
+        again = request.POST.copy()
+        del again["post"]
+        request.POST = again  # type: ignore[assignment]
     return delete_selected(modeladmin, request, queryset)
 
 

@@ -38,7 +38,9 @@ class AccessTokenAdmin(AuditedModelAdmin[AccessToken]):
         obj.pk, obj.token_hash, obj.prefix = token.pk, token.token_hash, token.prefix
         request._cdp_new_token = raw  # type: ignore[attr-defined]  # for response_add, this request only
 
-    def response_add(self, request: HttpRequest, obj: AccessToken, post_url_continue: str | None = None) -> HttpResponse:
+    def response_add(
+        self, request: HttpRequest, obj: AccessToken, post_url_continue: str | None = None
+    ) -> HttpResponse:
         """The answer to the add form is the page that shows the token, once: it is not kept
         anywhere (messages would put it in a cookie), and no cache may keep the page."""
         context = {
@@ -55,9 +57,7 @@ class AccessTokenAdmin(AuditedModelAdmin[AccessToken]):
     @admin.action(description="Revoke the selected tokens", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[AccessToken]) -> HttpResponse | None:
         def act(reason: str) -> str:
-            count = sum(
-                access_token_revoke(token_id=token.id, actor=request.user, reason=reason) for token in queryset
-            )
+            count = sum(access_token_revoke(token_id=token.id, actor=request.user, reason=reason) for token in queryset)
             return f"{count} token(s) revoked."
 
         return reason_confirmation(self, request, queryset, title="Revoke these access tokens", act=act)

@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from audit.models import AuditEntry
-from profiles.models import AccessToken, Identity, IdentityKind, Merge, Profile
+from profiles.models import Identity, IdentityKind, Merge, Profile
 from profiles.services.tokens import access_token_check, access_token_create
 
 pytestmark = pytest.mark.django_db
@@ -134,8 +134,10 @@ def test_identity_settings_edited_in_the_list_ask_why_and_are_audited(staff):
     rows = list(IdentityKind.objects.order_by("priority", "kind"))  # the list's order
     form = {"form-TOTAL_FORMS": str(len(rows)), "form-INITIAL_FORMS": str(len(rows)), "_save": "Save"}
     for i, row in enumerate(rows):
-        form |= {f"form-{i}-id": str(row.pk), f"form-{i}-priority": "" if row.priority is None else str(row.priority),
-                 f"form-{i}-limit": str(8 if row.pk == kind.pk else row.limit), f"form-{i}-window": row.window}  # fmt: skip
+        priority = "" if row.priority is None else str(row.priority)
+        limit = str(8 if row.pk == kind.pk else row.limit)
+        form |= {f"form-{i}-id": str(row.pk), f"form-{i}-priority": priority, f"form-{i}-limit": limit,
+                 f"form-{i}-window": row.window}  # fmt: skip
     viewer = staff("profiles.view_identitykind")
     viewer.post(url, form)
     kind.refresh_from_db()
