@@ -17,6 +17,7 @@ from django.utils.html import format_html
 from audit.admin import AuditedModelAdmin
 from ingest import selectors
 from ingest.models import RejectedMessage, Source
+from ingest.refusals import UNKNOWN_SOURCE
 from ingest.report_chart import timeline_svg
 from ingest.webhooks import webhook_url
 from profiles import email_report
@@ -111,6 +112,7 @@ class SourceAdmin(AuditedModelAdmin[Source]):
             "accepted": accepted,
             "rejected": rejected,
             "waiting": selectors.debugger_waiting(source_id=source.pk) if source else (0, None),
+            "notices": selectors.debugger_notices(source_id=source.pk if source else UNKNOWN_SOURCE),
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/ingest/debugger_source.html", context)

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from django.db import connection
 
-from ingest.models import IngestCounter
+from ingest.models import IngestCounter, IngestNotice
 
 _TABLE = IngestCounter._meta.db_table
 _UPSERT = (
@@ -34,3 +34,22 @@ def counters_add(deltas: Mapping[tuple[int, datetime], tuple[int, int, int]]) ->
                     _UPSERT,
                     [source_id, connection.ops.adapt_datetimefield_value(hour), accepted, duplicates, rejected],
                 )
+
+
+_NOTICES = IngestNotice._meta.db_table
+_NOTICE_UPSERT = (
+    f"INSERT INTO {_NOTICES} (source_id, hour, code, count) VALUES (%s, %s, %s, %s) "
+    f"ON CONFLICT (source_id, hour, code) DO UPDATE SET count = {_NOTICES}.count + excluded.count"
+)
+
+
+def notices_add(deltas: Mapping[tuple[int, datetime, str], int]) -> None:
+    """Add to each `(source id, time, code)`'s hourly notice count, in a fixed order."""
+    per_row: dict[tuple[int, datetime, str], int] = {}
+    for (source_id, at, code), n in deltas.items():
+        key = (source_id, at.replace(minute=0, second=0, microsecond=0), code)
+        per_row[key] = per_row.get(key, 0) + n
+    with connection.cursor() as cursor:
+        for (source_id, hour, code), n in sorted(per_row.items()):
+            if n:
+                cursor.execute(_NOTICE_UPSERT, [source_id, connection.ops.adapt_datetimefield_value(hour), code, n])

@@ -111,3 +111,20 @@ class IngestCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source_id} {self.hour:%Y-%m-%d %H}h"
+
+
+class IngestNotice(models.Model):
+    """What was counted without being stored or used, per source (0: requests with no valid
+    write key), hour and reason: refusals past the per-minute cap of copies kept, identifiers
+    not promoted past the identity-kind cap, and the like. The debugger shows them."""
+
+    source_id = models.PositiveIntegerField(help_text="The source, or 0 for requests with no valid write key.")
+    hour = models.DateTimeField()
+    code = models.CharField(max_length=40)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source_id", "hour", "code"], name="notice_source_hour_code")]
+
+    def __str__(self) -> str:
+        return f"{self.source_id} {self.hour:%Y-%m-%d %H}h {self.code}: {self.count}"

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
-from ingest.models import IngestCounter, RejectedMessage, Source
+from ingest.models import IngestCounter, IngestNotice, RejectedMessage, Source
 from profiles.models import Event
 from profiles.selectors import batches_waiting, events_recent_for_source
 
@@ -62,3 +62,34 @@ def debugger_recent(*, source_id: int | None, limit: int = 50) -> tuple[list[Eve
 def debugger_waiting(*, source_id: int) -> tuple[int, datetime | None]:
     """How many of a source's accepted messages wait for the pipeline, and since when."""
     return batches_waiting(source_id=source_id)
+
+
+# What each notice code means, for the people reading the debugger.
+NOTICE_REASONS = {
+    "rejected": "Requests refused: no valid write key.",
+    "rejections_not_stored": "Refusals counted but not kept: past this minute's cap of copies the debugger keeps "
+    "(CDP_REJECTED_PER_MINUTE_*), so a flood cannot fill the disk.",
+    "identity_kind_cap": "Identifiers not used for matching: messages may add only so many identity kinds "
+    "(Identity settings, max auto kinds). They stay on the stored event.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    code: str
+    reason: str
+    last_24h: int
+    last_30d: int
+
+
+def debugger_notices(*, source_id: int) -> list[Notice]:
+    """What a source's messages (0: requests with no valid write key) had counted without
+    being stored or used, by reason: the last 24 hours and the 30 days kept."""
+    since = timezone.now() - timedelta(hours=24)
+    rows = IngestNotice.objects.filter(source_id=source_id)
+    recent = dict(rows.filter(hour__gte=since).values_list("code").annotate(Sum("count")))
+    total = dict(rows.values_list("code").annotate(Sum("count")))
+    return [
+        Notice(code, NOTICE_REASONS.get(code) or code, recent.get(code) or 0, count or 0)
+        for code, count in sorted(total.items())
+    ]

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import orjson
 from django.db import transaction
 from kombu.exceptions import OperationalError as BrokerError
 
@@ -32,20 +31,13 @@ from ingest.messages import (
     parse_json,
     split_batch,
 )
-from ingest.models import RejectedMessage, Source
+from ingest.models import Source
+from ingest.refusals import Refusal, Rejection, refusal_record, refusals_record
 from profiles.services.events import EventIn, batch_store
 
 logger = logging.getLogger(__name__)
 
-# The debugger keeps a copy of each refused message up to this size.
-REJECTED_PAYLOAD_CHARS = 2048
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    index: int | None
-    code: str
-    message: str
+__all__ = ["Outcome", "Rejection", "messages_ingest", "refusal_record", "tracking_ingest"]
 
 
 @dataclass(slots=True)
@@ -69,8 +61,10 @@ def tracking_ingest(
     received_at: datetime,
     header_write_key: str | None = None,
     content_encoding: str | None = None,
+    client: str | None = None,
 ) -> Outcome:
-    """Handle one tracking API request. `endpoint` is a message type or `batch`."""
+    """Handle one tracking API request. `endpoint` is a message type or `batch`; `client`
+    is the caller's address (what the debugger keeps of refusals is capped per address)."""
     try:
         body = decode_body(raw, content_encoding)
         if endpoint != "batch" and len(body) > MAX_MESSAGE_BYTES:
@@ -84,7 +78,8 @@ def tracking_ingest(
             items, defaults = [payload], None
     except BodyError as exc:
         source = sources_by_key([header_write_key]).get(header_write_key or "")
-        _record_refused_request(source, endpoint, received_at, exc.code, exc.message, raw)
+        refusal_record(source=source, endpoint=endpoint, received_at=received_at, code=exc.code, reason=exc.message,
+                       payload=raw, client=client)  # fmt: skip
         return Outcome(400, {"code": exc.code, "message": exc.message})
     body_key = payload.get("writeKey")
     return messages_ingest(
@@ -94,6 +89,7 @@ def tracking_ingest(
         received_at=received_at,
         type_=None if endpoint == "batch" else endpoint,
         defaults=defaults,
+        client=client,
     )
 
 
@@ -134,6 +130,7 @@ def messages_ingest(
     type_: str | None = None,
     defaults: BatchDefaults | None = None,
     email_identifies: bool = False,
+    client: str | None = None,
 ) -> Outcome:
     """Authenticate, validate and keep `items`, in one transaction: the valid ones as one
     batch per source (`profiles.services.events.batch_store`).
@@ -149,12 +146,12 @@ def messages_ingest(
     default_source = sources.get(write_key or "")
 
     by_source: dict[int, list[EventIn]] = defaultdict(list)
-    refused: list[tuple[Rejection, Source | None, Any]] = []
+    refused: list[Refusal] = []
     for index, (item, key) in enumerate(zip(items, item_keys, strict=True)):
         source = sources.get(key) if key else default_source
         if source is None:
             reason = "No write key was given." if not (key or write_key) else "Unknown or disabled write key."
-            refused.append((Rejection(index, "unauthorized", reason), None, item))
+            refused.append(Refusal(Rejection(index, "unauthorized", reason), None, item))
             continue
         try:
             event = normalize(
@@ -162,16 +159,17 @@ def messages_ingest(
                 email_identifies=email_identifies,
             )  # fmt: skip
         except MessageError as exc:
-            refused.append((Rejection(index, exc.code, exc.message), source, item))
+            refused.append(Refusal(Rejection(index, exc.code, exc.message), source, item))
             continue
         by_source[source.id].append(event)
 
     if not items and default_source is None:
         reason = "No write key was given." if not write_key else "Unknown or disabled write key."
-        refused.append((Rejection(None, "unauthorized", reason), None, {}))
-    if not by_source and refused and all(r.code == "unauthorized" for r, _, _ in refused):
-        rejection = refused[0][0]
-        _record_refused_request(None, endpoint, received_at, rejection.code, rejection.message, items)
+        refused.append(Refusal(Rejection(None, "unauthorized", reason), None, {}))
+    if not by_source and refused and all(r.rejection.code == "unauthorized" for r in refused):
+        rejection = refused[0].rejection
+        refusal_record(source=None, endpoint=endpoint, received_at=received_at, code=rejection.code,
+                       reason=rejection.message, payload=items, client=client)  # fmt: skip
         return Outcome(401, {"code": rejection.code, "message": rejection.message})
 
     batches: list[int] = []
@@ -180,16 +178,16 @@ def messages_ingest(
         for source_id, events in by_source.items():
             batches.append(batch_store(events=events))
             counts[source_id][0] += len(events)
-        for _, source, _ in refused:
-            if source is not None:
-                counts[source.id][2] += 1
-        _record_rejections(refused, endpoint, received_at)
-        _count(counts, received_at)
+        for refusal in refused:
+            if refusal.source is not None:
+                counts[refusal.source.id][2] += 1
+        refusals_record(refused, endpoint=endpoint, received_at=received_at, client=client)
+        counters_add({(source_id, received_at): (a, d, r) for source_id, (a, d, r) in counts.items()})
         if batches:
             transaction.on_commit(lambda: enqueue_pipeline(batches))
 
     accepted = sum(len(events) for events in by_source.values())
-    rejections = [r for r, _, _ in refused]
+    rejections = [r.rejection for r in refused]
     if type_ is not None and rejections and len(items) == 1:
         return Outcome(400, {"code": rejections[0].code, "message": rejections[0].message}, 0, batches, rejections)
     body: dict[str, Any] = {"success": True}
@@ -225,7 +223,8 @@ def pixel_ingest(
     except BodyError as exc:
         key = _first(params, "writeKey")
         source = sources_by_key([key]).get(key or "")
-        _record_refused_request(source, endpoint, received_at, exc.code, exc.message, dict(params))
+        refusal_record(source=source, endpoint=endpoint, received_at=received_at, code=exc.code, reason=exc.message,
+                       payload=dict(params), client=ip)  # fmt: skip
         return Outcome(400, {"code": exc.code, "message": exc.message})
     context = message.get("context")
     if isinstance(context, dict):
@@ -242,6 +241,7 @@ def pixel_ingest(
         endpoint=endpoint,
         received_at=received_at,
         type_=method if method in MESSAGE_TYPES else None,
+        client=ip,
     )
 
 
@@ -287,12 +287,14 @@ def click_ingest(
     url = _first(params, "url") or ""
     source = sources_by_key([key]).get(key or "")
     if source is None:
-        _record_refused_request(None, "click", received_at, "unauthorized", "Unknown or disabled write key.", pairs)
+        refusal_record(source=None, endpoint="click", received_at=received_at, code="unauthorized",
+                       reason="Unknown or disabled write key.", payload=pairs, client=ip)  # fmt: skip
         return None, Outcome(400, {"code": "unauthorized", "message": "This link's source is unknown or disabled."})
     signed = links.link_signature_valid(pairs, source.signing_secret, _first(params, links.SIGNATURE_PARAM) or "")
     if not links.redirect_target_safe(url) or not (signed or links.domain_allowed(url, source.redirect_domains)):
         reason = "The link's target is not signed by its source nor on an allowed domain."
-        _record_refused_request(source, "click", received_at, "unsafe_redirect", reason, pairs)
+        refusal_record(source=source, endpoint="click", received_at=received_at, code="unsafe_redirect",
+                       reason=reason, payload=pairs, client=ip)  # fmt: skip
         return None, Outcome(400, {"code": "unsafe_redirect", "message": reason})
 
     user_id, anonymous_id = _first(params, "ajs_uid"), _first(params, "ajs_aid")
@@ -309,69 +311,13 @@ def click_ingest(
         "type": "track", "event": _first(params, "ajs_event") or "Email Link Clicked",
         "userId": user_id, "anonymousId": anonymous_id, "properties": properties, "context": context,
     })  # fmt: skip
-    outcome = messages_ingest(items=items, write_key=key, endpoint="click", received_at=received_at)
+    outcome = messages_ingest(items=items, write_key=key, endpoint="click", received_at=received_at, client=ip)
     return url, outcome
 
 
 def _first(params: Mapping[str, list[str]], key: str) -> str | None:
     values = params.get(key)
     return values[-1] if values else None
-
-
-# --- The debugger ---------------------------------------------------------------------------
-
-
-def _truncated(payload: Any) -> str:
-    if isinstance(payload, bytes | bytearray):
-        text = bytes(payload[: REJECTED_PAYLOAD_CHARS * 2]).decode("utf-8", errors="replace")
-    elif isinstance(payload, str):
-        text = payload
-    else:
-        try:
-            text = orjson.dumps(payload, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-        except TypeError:  # nested past orjson's depth limit
-            text = "(not shown: nested too deeply)"
-    # PostgreSQL text cannot hold NUL; keep it visible instead of failing the insert.
-    return text[:REJECTED_PAYLOAD_CHARS].replace("\x00", "\\u0000")
-
-
-def refusal_record(
-    *, source: Source | None, endpoint: str, received_at: datetime, code: str, reason: str, payload: Any
-) -> None:
-    """Keep a refused (or unstorable) request in the ingest debugger, counted as rejected."""
-    _record_refused_request(source, endpoint, received_at, code, reason, payload)
-
-
-def _record_refused_request(
-    source: Source | None, endpoint: str, received_at: datetime, code: str, reason: str, payload: Any
-) -> None:
-    with transaction.atomic():
-        _record_rejections([(Rejection(None, code, reason), source, payload)], endpoint, received_at)
-        if source is not None:
-            _count({source.id: [0, 0, 1]}, received_at)
-
-
-def _record_rejections(
-    refused: Sequence[tuple[Rejection, Source | None, Any]], endpoint: str, received_at: datetime
-) -> None:
-    if not refused:
-        return
-    RejectedMessage.objects.bulk_create(
-        RejectedMessage(
-            source=source,
-            received_at=received_at,
-            endpoint=endpoint,
-            index=rejection.index,
-            code=rejection.code,
-            reason=rejection.message[:1000],
-            payload=_truncated(payload),
-        )
-        for rejection, source, payload in refused
-    )
-
-
-def _count(counts: Mapping[int, list[int]], received_at: datetime) -> None:
-    counters_add({(source_id, received_at): (a, d, r) for source_id, (a, d, r) in counts.items()})
 
 
 def tracked_link(

@@ -49,6 +49,7 @@ def tracking(request: HttpRequest, path: str) -> HttpResponse:
         received_at=timezone.now(),
         header_write_key=services.write_key_from_authorization(request.META.get("HTTP_AUTHORIZATION")),
         content_encoding=request.META.get("HTTP_CONTENT_ENCODING"),
+        client=request.META.get("REMOTE_ADDR"),
     )
     response = _json(outcome.status, outcome.body)
     if outcome.status == 401:

@@ -38,7 +38,8 @@ from ingest.models import Source
 from ingest.providers import braze, mailchimp, ses
 from ingest.providers.anymail_events import messages_from_anymail
 from ingest.providers.common import PayloadError
-from ingest.services import Outcome, messages_ingest, refusal_record
+from ingest.refusals import refusal_record
+from ingest.services import Outcome, messages_ingest
 
 PROVIDERS = tuple(k for k in Source.Kind.values if k != Source.Kind.HTTP)
 BASIC_AUTH_USER = "cdp"
@@ -125,11 +126,12 @@ def webhook_ingest(*, request: HttpRequest, provider: str, source_id: int, recei
     `messages_ingest` (`accepted` counts them; the pipeline drops a redelivered one), any
     refused one in the debugger."""
     endpoint = f"webhooks/{provider}"[:40]
+    client = request.META.get("REMOTE_ADDR")
     source = Source.objects.filter(pk=source_id, kind=provider, enabled=True).first() if provider in PROVIDERS else None
     if source is None:
         message = "There is no enabled source of that kind at this URL."
         refusal_record(source=None, endpoint=endpoint, received_at=received_at, code="unknown_source",
-                       reason=message, payload=_payload(request))  # fmt: skip
+                       reason=message, payload=_payload(request), client=client)  # fmt: skip
         return WebhookOutcome(404, {"code": "unknown_source", "message": message})
     try:
         if request.method in ("GET", "HEAD"):
@@ -137,15 +139,20 @@ def webhook_ingest(*, request: HttpRequest, provider: str, source_id: int, recei
         items, note = _authenticated_messages(request, source)
     except _Refused as refused:
         refusal_record(source=source, endpoint=endpoint, received_at=received_at, code=refused.code,
-                       reason=refused.message, payload=_payload(request))  # fmt: skip
+                       reason=refused.message, payload=_payload(request), client=client)  # fmt: skip
         return WebhookOutcome(refused.status, {"code": refused.code, "message": refused.message}, refused.headers)
     if note:
         refusal_record(source=source, endpoint=endpoint, received_at=received_at, code="not_stored", reason=note,
-                       payload=_payload(request))  # fmt: skip
+                       payload=_payload(request), client=client)  # fmt: skip
     if not items:
         return WebhookOutcome(200, {"success": True, "accepted": 0})
     outcome: Outcome = messages_ingest(
-        items=items, write_key=source.write_key, endpoint=endpoint, received_at=received_at, email_identifies=True
+        items=items,
+        write_key=source.write_key,
+        endpoint=endpoint,
+        received_at=received_at,
+        email_identifies=True,
+        client=client,
     )
     return WebhookOutcome(outcome.status, {**outcome.body, "accepted": outcome.accepted})
 

@@ -260,14 +260,26 @@ class ProfileAdmin(AuditedModelAdmin[Profile]):
 @admin.register(IdentityKind)
 class IdentityKindAdmin(AuditedModelAdmin[IdentityKind]):
     change_list_template = "admin/audit/change_list_editable.html"
-    list_display = ("kind", "priority", "limit", "window", "read_from", "key")
+    list_display = ("kind", "priority", "limit", "window", "read_from", "key", "auto_created")
+    list_filter = ("auto_created",)
     list_editable = ("priority", "limit", "window")
     search_fields = ("kind",)
 
 
 @admin.register(IdentityConfig)
 class IdentityConfigAdmin(AuditedModelAdmin[IdentityConfig]):
-    list_display = ("__str__", "max_merges", "max_identities", "alias_merges")
+    list_display = ("__str__", "max_merges", "max_identities", "alias_merges", "auto_kinds")
+    readonly_fields = ("auto_kinds",)
+
+    @admin.display(description="Kinds added by messages")
+    def auto_kinds(self, obj: IdentityConfig) -> str:
+        used = IdentityKind.objects.filter(auto_created=True).count()
+        full = (
+            " (the cap is reached: identifiers of new kinds are not used for matching)"
+            if used >= obj.max_auto_kinds
+            else ""
+        )
+        return f"{used} of {obj.max_auto_kinds}{full}"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return not IdentityConfig.objects.exists()

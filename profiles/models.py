@@ -196,6 +196,9 @@ class IdentityKind(models.Model):
     )
     read_from = models.CharField(max_length=12, choices=ReadFrom.choices, blank=True, default="")
     key = models.CharField(max_length=100, blank=True, help_text="For custom kinds: the key to read.")
+    auto_created = models.BooleanField(
+        default=False, editable=False, help_text="Added by a message (an unseen context.externalIds type)."
+    )
 
     class Meta:
         ordering = [models.F("priority").asc(nulls_last=True), "kind"]
@@ -213,6 +216,11 @@ class IdentityConfig(models.Model):
         default=True,
         help_text="alias links previousId with userId (under the same protection). Off: alias never merges, "
         "as in Segment Unify.",
+    )
+    max_auto_kinds = models.PositiveIntegerField(
+        default=50,
+        help_text="Identity kinds that messages may add (unseen context.externalIds types; a write key is public). "
+        "Past it, such identifiers stay on the event but are not used for matching, and the debugger counts them.",
     )
 
     class Meta:

@@ -69,6 +69,16 @@ def _celery_isolated() -> Iterator[None]:
     yield
 
 
+@pytest.fixture(autouse=True)
+def _cache_cleared() -> Iterator[None]:
+    """Each test starts with an empty cache: the per-minute caps on what the debugger keeps
+    count in it, and ids repeat across tests (SQLite rolls its sequences back)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 @pytest.fixture
 def source(db: None) -> Source:
     return Source.objects.create(name="Website")

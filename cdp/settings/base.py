@@ -182,6 +182,13 @@ CORS_URLS_REGEX = r"^/v1/(?!spaces/)"
 CORS_ALLOW_ALL_ORIGINS = True
 CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "content-encoding", "user-agent")
 CORS_PREFLIGHT_MAX_AGE = 86400
+# Copies of refused requests the ingest debugger keeps per minute (ingest/refusals.py): per
+# source, and for requests with no valid write key per client address and in all. Past them a
+# refusal is counted, not stored, so with the 10-minute trim a source holds at most
+# 1,000 + 10 x 60 rows of 2 KB, whatever an attacker sends with a public write key.
+CDP_REJECTED_PER_MINUTE_PER_SOURCE = int(os.environ.get("CDP_REJECTED_PER_MINUTE_PER_SOURCE", "60"))
+CDP_REJECTED_PER_MINUTE_PER_ADDRESS = int(os.environ.get("CDP_REJECTED_PER_MINUTE_PER_ADDRESS", "10"))
+CDP_REJECTED_PER_MINUTE_UNKNOWN = int(os.environ.get("CDP_REJECTED_PER_MINUTE_UNKNOWN", "120"))
 # The tracking views read bodies themselves and enforce Segment's 500 KB per request; this
 # is only Django's outer guard for everything else.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024

@@ -60,11 +60,34 @@ def _quoted(columns: Iterable[str]) -> list[str]:
     return [connection.ops.quote_name(c) for c in columns]
 
 
-def identity_kinds_register(*, kinds: Iterable[str], rules: IdentityRules) -> None:
+# Serialises the registration of new kinds, so concurrent workers cannot both take the
+# cap's last places (taken only when a batch carries a kind the rules do not know).
+_REGISTER_LOCK = (0x43445052, 2)  # "CDPR", 2
+
+
+def identity_kinds_register(*, kinds: Iterable[str], rules: IdentityRules) -> set[str]:
     """Add kinds never seen before to the settings, with the default limit and block list
-    and no explicit priority, as Segment auto-adds unseen types. Idempotent."""
-    unseen = sorted({k for k in kinds if k not in rules.kinds})
-    if unseen:
-        IdentityKind.objects.bulk_create(
-            [IdentityKind(kind=k, blocked_values="\n".join(DEFAULT_BLOCKED)) for k in unseen], ignore_conflicts=True
-        )
+    and no explicit priority, as Segment auto-adds unseen types, up to the cap of kinds that
+    messages may create (`IdentityConfig.max_auto_kinds`; a write key is public, and each
+    unseen `context.externalIds` type would otherwise become a row). Returns the kinds
+    refused for the cap: their identifiers must not be used. Idempotent; runs in the
+    caller's transaction."""
+    unseen = {k for k in kinds if k not in rules.kinds}
+    if not unseen:
+        return set()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", _REGISTER_LOCK)
+    new = unseen - set(IdentityKind.objects.filter(kind__in=unseen).values_list("kind", flat=True))
+    if not new:
+        return set()
+    cap = IdentityConfig.objects.filter(pk=1).values_list("max_auto_kinds", flat=True).first()
+    if cap is None:  # no settings row: the field's default
+        cap = IdentityConfig._meta.get_field("max_auto_kinds").get_default()
+    room = max(0, cap - IdentityKind.objects.filter(auto_created=True).count())
+    taken = sorted(new)[:room]
+    IdentityKind.objects.bulk_create(
+        [IdentityKind(kind=k, blocked_values="\n".join(DEFAULT_BLOCKED), auto_created=True) for k in taken],
+        ignore_conflicts=True,
+    )
+    return new - set(taken)

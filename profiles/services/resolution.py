@@ -17,6 +17,7 @@ resolved after the pass, waiting then.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections import Counter, defaultdict
@@ -85,6 +86,9 @@ class ResolveResult:
     unresolved: int = 0
     # (source id, hour received) -> messages the log already held
     duplicates: Counter[tuple[int, datetime]] = field(default_factory=Counter)
+    # (source id, hour processed, code) -> what was stored but not used, for the ingest
+    # debugger: identifiers of a kind past the cap of kinds messages may create.
+    notices: Counter[tuple[int, datetime, str]] = field(default_factory=Counter)
 
     def add(self, other: ResolveResult) -> None:
         self.changed_profile_ids |= other.changed_profile_ids
@@ -92,6 +96,7 @@ class ResolveResult:
         self.resolved += other.resolved
         self.unresolved += other.unresolved
         self.duplicates += other.duplicates
+        self.notices += other.notices
 
 
 @dataclass(slots=True)
@@ -412,7 +417,9 @@ def _resolve_chunk(
         ]  # fmt: skip
         assignments: dict[int, int] = {}
         if facts:
-            identity_kinds_register(kinds={k for f in facts for k, _ in f.message.identifiers}, rules=rules())
+            refused = identity_kinds_register(kinds={k for f in facts for k, _ in f.message.identifiers}, rules=rules())
+            if refused:
+                facts = _without_kinds(facts, refused, result.notices, _hour(processed_at))
             keys = _keys(facts)
             owners = _owners(keys)
             new = keys - owners.keys()
@@ -436,6 +443,25 @@ def _resolve_chunk(
         EventBatch.objects.filter(id__in=[batch_id for batch_id, _ in claimed]).delete()
         result.processed += sum(len(messages) for _, messages in claimed)
     return result, requeued
+
+
+# The notice code of identifiers not used because their kind is past the cap.
+KIND_CAP_NOTICE = "identity_kind_cap"
+
+
+def _without_kinds(
+    facts: list[_EventFacts], refused: set[str], notices: Counter[tuple[int, datetime, str]], hour: datetime
+) -> list[_EventFacts]:
+    """The messages without identifiers of `refused` kinds (they stay in the stored event,
+    only matching ignores them), each one counted for the debugger."""
+    kept = []
+    for f in facts:
+        identifiers = tuple(key for key in f.message.identifiers if key[0] not in refused)
+        if len(identifiers) != len(f.message.identifiers):
+            notices[(f.message.source_id, hour, KIND_CAP_NOTICE)] += len(f.message.identifiers) - len(identifiers)
+            f = dataclasses.replace(f, message=dataclasses.replace(f.message, identifiers=identifiers))
+        kept.append(f)
+    return kept
 
 
 def _apply(
