@@ -128,3 +128,21 @@ class IngestNotice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source_id} {self.hour:%Y-%m-%d %H}h {self.code}: {self.count}"
+
+
+class WebhookToken(models.Model):
+    """A Mailgun signature token already used, with a hash of the body it signed. Mailgun
+    signs only timestamp + token, not the body, so a token is good for one body, once:
+    kept as long as its timestamp is within the replay window, then trimmed."""
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, db_index=False)
+    token = models.CharField(max_length=200)
+    body_sha256 = models.CharField(max_length=64)
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "token"], name="webhook_token_uniq")]
+        indexes = [models.Index(fields=["seen_at"], name="webhook_token_seen")]
+
+    def __str__(self) -> str:
+        return f"{self.source_id}: {self.token[:12]}…"

@@ -14,7 +14,9 @@ cannot be read is answered 400. Both are kept in the ingest debugger.
 
 from __future__ import annotations
 
+import hashlib
 import threading
+import time
 import urllib.request
 import warnings
 from collections.abc import Callable
@@ -30,11 +32,12 @@ from anymail.webhooks.mailjet import MailjetTrackingWebhookView
 from anymail.webhooks.mandrill import MandrillCombinedWebhookView
 from anymail.webhooks.postmark import PostmarkTrackingWebhookView
 from anymail.webhooks.sendgrid import SendGridTrackingWebhookView
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.http.request import RawPostDataException
 from django.utils.crypto import constant_time_compare
 
-from ingest.models import Source
+from ingest.models import Source, WebhookToken
 from ingest.providers import braze, mailchimp, ses
 from ingest.providers.anymail_events import messages_from_anymail
 from ingest.providers.common import PayloadError
@@ -49,6 +52,10 @@ _ANYMAIL_VIEWS: dict[str, type[Any]] = {
     "mailgun": MailgunTrackingWebhookView, "sendgrid": SendGridTrackingWebhookView,
     "mandrill": MandrillCombinedWebhookView,
 }  # fmt: skip
+# How old (or early) a signed timestamp may be. Mailgun signs only timestamp + token, not the
+# body, and SendGrid's signature is good for ever: past this, a signature is a replay. Each
+# provider signs each delivery attempt afresh, so its retries pass.
+REPLAY_WINDOW_SECONDS = 10 * 60
 # Errors anymail's parsers raise on a body that is not the provider's shape.
 _PARSE_ERRORS = (ValueError, KeyError, TypeError, AttributeError, IndexError, OverflowError, AnymailError)
 
@@ -124,7 +131,8 @@ def webhook_ingest(*, request: HttpRequest, provider: str, source_id: int, recei
     """Handle one provider request. Authentication failure: 401/403, nothing stored.
     A body the provider's parser refuses: 400. Otherwise 200, the messages accepted through
     `messages_ingest` (`accepted` counts them; the pipeline drops a redelivered one), any
-    refused one in the debugger."""
+    refused one in the debugger. A signed timestamp older than the replay window, or a
+    Mailgun token used before for another body: 403."""
     endpoint = f"webhooks/{provider}"[:40]
     client = request.META.get("REMOTE_ADDR")
     source = Source.objects.filter(pk=source_id, kind=provider, enabled=True).first() if provider in PROVIDERS else None
@@ -136,25 +144,74 @@ def webhook_ingest(*, request: HttpRequest, provider: str, source_id: int, recei
     try:
         if request.method in ("GET", "HEAD"):
             return _probe(request, source)
-        items, note = _authenticated_messages(request, source)
+        items, note, token = _authenticated_messages(request, source)
+        if note:
+            refusal_record(source=source, endpoint=endpoint, received_at=received_at, code="not_stored",
+                           reason=note, payload=_payload(request), client=client)  # fmt: skip
+        with transaction.atomic():  # the token is used only if what it signed is stored
+            if token is not None and not _token_use(source, *token, received_at=received_at):
+                return WebhookOutcome(200, {"success": True, "accepted": 0})  # the same delivery, retried
+            if not items:
+                return WebhookOutcome(200, {"success": True, "accepted": 0})
+            outcome: Outcome = messages_ingest(
+                items=items, write_key=source.write_key, endpoint=endpoint, received_at=received_at,
+                email_identifies=True, client=client,
+            )  # fmt: skip
     except _Refused as refused:
         refusal_record(source=source, endpoint=endpoint, received_at=received_at, code=refused.code,
                        reason=refused.message, payload=_payload(request), client=client)  # fmt: skip
         return WebhookOutcome(refused.status, {"code": refused.code, "message": refused.message}, refused.headers)
-    if note:
-        refusal_record(source=source, endpoint=endpoint, received_at=received_at, code="not_stored", reason=note,
-                       payload=_payload(request), client=client)  # fmt: skip
-    if not items:
-        return WebhookOutcome(200, {"success": True, "accepted": 0})
-    outcome: Outcome = messages_ingest(
-        items=items,
-        write_key=source.write_key,
-        endpoint=endpoint,
-        received_at=received_at,
-        email_identifies=True,
-        client=client,
-    )
     return WebhookOutcome(outcome.status, {**outcome.body, "accepted": outcome.accepted})
+
+
+def _token_use(source: Source, token: str, body_sha256: str, *, received_at: datetime) -> bool:
+    """Record a Mailgun signature token as used. False when it was used before for this
+    very body (Mailgun retrying a delivery: nothing new to store); refused when it was used
+    for another body (a captured signature with made-up events)."""
+    try:
+        with transaction.atomic():
+            WebhookToken.objects.create(source=source, token=token, body_sha256=body_sha256, seen_at=received_at)
+    except IntegrityError:
+        first = WebhookToken.objects.filter(source=source, token=token).values_list("body_sha256", flat=True).first()
+        if first == body_sha256:
+            return False
+        raise _Refused(
+            403, "replayed_signature", "This signature token was already used for another request."
+        ) from None
+    return True
+
+
+def _check_fresh(timestamp: Any) -> None:
+    try:
+        signed_at = float(timestamp)
+    except (TypeError, ValueError):
+        raise _Refused(403, "invalid_signature", "The signed timestamp is not a number.") from None
+    age = time.time() - signed_at
+    if abs(age) > REPLAY_WINDOW_SECONDS:
+        when = f"{int(age // 60)} minutes old" if age > 0 else f"{int(-age // 60)} minutes in the future"
+        raise _Refused(403, "stale_signature", f"The signature's timestamp is {when}; at most "
+                       f"{REPLAY_WINDOW_SECONDS // 60} minutes are accepted (a replay?).")  # fmt: skip
+
+
+def _signed_token(request: HttpRequest, kind: str) -> tuple[str, str] | None:
+    """After the signature verified: refuse a stale timestamp (Mailgun, SendGrid) and
+    return Mailgun's token with the hash of the body it came with."""
+    if kind == Source.Kind.SENDGRID:
+        _check_fresh(request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp"))
+        return None
+    if kind != Source.Kind.MAILGUN:
+        return None
+    if request.content_type == "application/json":
+        block = orjson.loads(request.body).get("signature") or {}  # verified by anymail: it parses
+        timestamp, token = block.get("timestamp"), block.get("token")
+        digest = hashlib.sha256(request.body).hexdigest()
+    else:  # the legacy form-encoded webhook
+        timestamp, token = request.POST.get("timestamp"), request.POST.get("token")
+        digest = hashlib.sha256(orjson.dumps(sorted(request.POST.lists()))).hexdigest()
+    _check_fresh(timestamp)
+    if not isinstance(token, str) or not token:
+        raise _Refused(403, "invalid_signature", "The signature has no token.")
+    return token[:200], digest
 
 
 def _payload(request: HttpRequest) -> Any:
@@ -184,25 +241,29 @@ def _check_url_secret(request: HttpRequest, source: Source) -> None:
         raise _Refused(403, "forbidden", "The webhook URL's `secret` is wrong.")
 
 
-def _authenticated_messages(request: HttpRequest, source: Source) -> tuple[list[dict[str, Any]], str | None]:
+def _authenticated_messages(
+    request: HttpRequest, source: Source
+) -> tuple[list[dict[str, Any]], str | None, tuple[str, str] | None]:
+    """The request's messages, a note for the debugger if it carried none worth storing, and
+    the signature token to record as used (Mailgun)."""
     if request.method != "POST":
         raise _Refused(405, "method_not_allowed", "Use POST.")
     kind = source.kind
     try:
         if kind in _ANYMAIL_VIEWS:
-            return _anymail_messages(request, source), None
+            return _anymail_messages(request, source)
         if kind == Source.Kind.MAILCHIMP:
             _check_url_secret(request, source)
-            return mailchimp.messages_from_mailchimp({k: request.POST[k] for k in request.POST})
+            return (*mailchimp.messages_from_mailchimp({k: request.POST[k] for k in request.POST}), None)
         if kind == Source.Kind.BRAZE:
             _check_bearer(request, source)
             try:
                 body = orjson.loads(request.body)
             except orjson.JSONDecodeError:
                 raise PayloadError("The body is not valid JSON.") from None
-            return braze.messages_from_braze(body), None
+            return braze.messages_from_braze(body), None, None
         if kind == Source.Kind.SES:
-            return _ses_messages(request, source)
+            return (*_ses_messages(request, source), None)
     except PayloadError as exc:
         raise _Refused(400, "invalid_payload", exc.message) from None
     raise _Refused(404, "unknown_source", f"No webhook for {kind!r}.")  # pragma: no cover (kinds are closed)
@@ -238,7 +299,9 @@ def _anymail_view(source: Source) -> Any:
         raise _Refused(403, "not_configured", f"This source's {kind} signing key is not usable: {exc}") from None
 
 
-def _anymail_messages(request: HttpRequest, source: Source) -> list[dict[str, Any]]:
+def _anymail_messages(
+    request: HttpRequest, source: Source
+) -> tuple[list[dict[str, Any]], None, tuple[str, str] | None]:
     view = _anymail_view(source)
     if source.kind in _BASIC_AUTH and not request.META.get("HTTP_AUTHORIZATION"):
         raise _Refused(401, "unauthorized", "Basic auth is missing: paste the URL with its credentials.",
@@ -252,12 +315,13 @@ def _anymail_messages(request: HttpRequest, source: Source) -> list[dict[str, An
         raise _Refused(403, "invalid_signature", str(exc)) from None
     except _PARSE_ERRORS as exc:
         raise _Refused(403, "invalid_signature", f"The request cannot be verified: {exc}") from None
+    token = _signed_token(request, source.kind)
     _check_event_array(request, source.kind)
     try:
         events = view.parse_events(request)
         if not isinstance(events, list):
             raise PayloadError("The body is not a list of events.")
-        return messages_from_anymail(provider=source.kind, events=events)
+        return messages_from_anymail(provider=source.kind, events=events), None, token
     except _PARSE_ERRORS as exc:
         raise PayloadError(f"The body is not a {source.kind} webhook: {type(exc).__name__} {exc}") from None
 

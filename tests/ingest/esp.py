@@ -7,11 +7,14 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -55,12 +58,27 @@ class SendGridSigner:
         )
         self.public_key = base64.b64encode(der).decode()  # what SendGrid's settings page shows
 
-    def headers(self, body: bytes, timestamp: str = "1741960900") -> dict[str, str]:
+    def headers(self, body: bytes, timestamp: str | None = None) -> dict[str, str]:
+        """Signed as SendGrid signs a delivery: now (or at `timestamp`, Unix seconds)."""
+        timestamp = timestamp or str(int(time.time()))
         signature = self.key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
         return {
             "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
             "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
         }
+
+
+# --- Mailgun: HMAC-SHA256 of timestamp + token, in the body's `signature` block -------------
+
+
+def mailgun_signed(body: Any, key: str = MAILGUN_KEY, *, at: float | None = None, token: str | None = None) -> bytes:
+    """A Mailgun webhook body signed as Mailgun signs a delivery: a fresh timestamp (or `at`)
+    and a new random token. The samples' own signatures are from 2025: too old to accept."""
+    data = orjson.loads(body) if isinstance(body, bytes) else dict(body)
+    timestamp, token = str(int(at if at is not None else time.time())), token or secrets.token_hex(25)
+    signature = hmac.new(key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256).hexdigest()
+    data["signature"] = {"timestamp": timestamp, "token": token, "signature": signature}
+    return orjson.dumps(data)
 
 
 # --- Mandrill: base64 HMAC-SHA1 over the URL as registered + sorted form fields --------------

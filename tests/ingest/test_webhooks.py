@@ -4,6 +4,7 @@ authentication accepted and refused (nothing stored), idempotent redelivery, bad
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -22,6 +23,7 @@ from tests.ingest.esp import (
     SendGridSigner,
     SnsSigner,
     basic,
+    mailgun_signed,
     mandrill_signature,
     path_of,
     provider_source,
@@ -185,6 +187,18 @@ def test_sendgrid_signed_batch_maps_every_event_type(client):
     assert Event.objects.count() == 12
 
 
+def test_sendgrid_refuses_an_old_signed_timestamp(client):
+    signer = SendGridSigner()
+    source = provider_source("sendgrid", signing_key=signer.public_key)
+    url = webhook_url(source, base_url=BASE_URL)
+    body = raw_sample("sendgrid-batch.json")
+    old = signer.headers(body, timestamp=str(int(time.time()) - 11 * 60))
+    response = post_json(client, url, body, old)
+    assert response.status_code == 403 and response.json()["code"] == "stale_signature"
+    assert Event.objects.count() == 0
+    assert post_json(client, url, body, signer.headers(body)).status_code == 200
+
+
 def test_sendgrid_refuses_a_bad_or_missing_signature(client):
     signer = SendGridSigner()
     source = provider_source("sendgrid", signing_key=signer.public_key)
@@ -216,7 +230,8 @@ MAILGUN_FILES = {
 def test_mailgun_signed_events(client, name):
     source = provider_source("mailgun", signing_key=MAILGUN_KEY)
     url = webhook_url(source, base_url=BASE_URL)
-    response = post_json(client, url, raw_sample(name))
+    body = mailgun_signed(raw_sample(name))
+    response = post_json(client, url, body)
     assert response.status_code == 200, response.content
     (event,) = events()
     data = sample(name)["event-data"]
@@ -228,22 +243,48 @@ def test_mailgun_signed_events(client, name):
         assert event.properties["bounce_type"] == "hard"
     if name == "mailgun-opened.json":
         assert event.properties["machine_open"] is False  # Mailgun's client-info.bot is empty
-    assert adds_nothing(lambda: post_json(client, url, raw_sample(name)))
+    assert adds_nothing(lambda: post_json(client, url, body))  # Mailgun's retry of the same delivery
 
 
 def test_mailgun_bot_flag_marks_a_machine_open(client):
     source = provider_source("mailgun", signing_key=MAILGUN_KEY)
     body = sample("mailgun-opened.json")
     body["event-data"]["client-info"]["bot"] = "apple"
-    assert post_json(client, webhook_url(source, base_url=BASE_URL), body).status_code == 200
+    assert post_json(client, webhook_url(source, base_url=BASE_URL), mailgun_signed(body)).status_code == 200
     assert Event.objects.get().properties["machine_open"] is True
 
 
 def test_mailgun_refuses_a_wrong_signature(client):
     source = provider_source("mailgun", signing_key="another-key")
-    response = post_json(client, webhook_url(source, base_url=BASE_URL), raw_sample("mailgun-opened.json"))
+    response = post_json(client, webhook_url(source, base_url=BASE_URL), mailgun_signed(sample("mailgun-opened.json")))
     assert response.status_code == 403 and Event.objects.count() == 0
     assert RejectedMessage.objects.get(source=source).code == "invalid_signature"
+
+
+def test_mailgun_refuses_an_old_signature(client):
+    """Mailgun signs only timestamp + token, so a captured signature must not stay good."""
+    source = provider_source("mailgun", signing_key=MAILGUN_KEY)
+    url = webhook_url(source, base_url=BASE_URL)
+    stale = mailgun_signed(sample("mailgun-opened.json"), at=time.time() - 11 * 60)
+    response = post_json(client, url, stale)
+    assert response.status_code == 403 and response.json()["code"] == "stale_signature"
+    early = mailgun_signed(sample("mailgun-opened.json"), at=time.time() + 11 * 60)
+    assert post_json(client, url, early).status_code == 403
+    fine = mailgun_signed(sample("mailgun-opened.json"), at=time.time() - 9 * 60)
+    assert post_json(client, url, fine).status_code == 200
+    assert Event.objects.count() == 1
+
+
+def test_mailgun_refuses_a_used_token_with_made_up_events(client):
+    source = provider_source("mailgun", signing_key=MAILGUN_KEY)
+    url = webhook_url(source, base_url=BASE_URL)
+    captured = orjson.loads(mailgun_signed(sample("mailgun-opened.json")))
+    assert post_json(client, url, captured).status_code == 200
+    forged = {**captured, "event-data": {**captured["event-data"], "id": "made-up", "recipient": "eve@example.com"}}
+    response = post_json(client, url, forged)
+    assert response.status_code == 403 and response.json()["code"] == "replayed_signature"
+    assert Event.objects.count() == 1 and not Event.objects.filter(context__traits__email="eve@example.com").exists()
+    assert RejectedMessage.objects.get(source=source).code == "replayed_signature"
 
 
 # --- Mandrill --------------------------------------------------------------------------------
@@ -587,3 +628,26 @@ def test_mandrill_inbound_events_get_a_clear_400_and_postmark_wrong_credentials_
         {"Authorization": basic(url.replace(postmark.webhook_secret, "wrong"))},
     )
     assert wrong.status_code == 401 and Event.objects.count() == 0
+
+
+def test_used_tokens_are_kept_only_while_their_timestamp_could_be_accepted(client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from ingest.debugger import debugger_trim
+    from ingest.models import WebhookToken
+
+    source = provider_source("mailgun", signing_key=MAILGUN_KEY)
+    assert (
+        post_json(
+            client, webhook_url(source, base_url=BASE_URL), mailgun_signed(sample("mailgun-opened.json"))
+        ).status_code
+        == 200
+    )
+    WebhookToken.objects.create(
+        source=source, token="old", body_sha256="x", seen_at=timezone.now() - timedelta(hours=1)
+    )
+    debugger_trim()
+    assert list(WebhookToken.objects.values_list("token", flat=True)) != ["old"]
+    assert WebhookToken.objects.count() == 1
