@@ -76,3 +76,41 @@ def test_admin_shows_the_webhook_url(admin_client, settings):
     source = Source.objects.get(name="Newsletter")
     page = admin_client.get(f"/admin/ingest/source/{source.pk}/change/").content.decode()
     assert f'<code id="webhook-url">{url}</code>' in page
+
+
+def test_braze_takes_the_given_key_as_its_bearer_token():
+    lines = run("Braze", "--kind", "braze", "--signing-key", "my-currents-token")
+    source = Source.objects.get(name="Braze")
+    assert source.webhook_secret == "my-currents-token" and lines[0].endswith("my-currents-token")
+    generated = run("Braze 2", "--kind", "braze")
+    assert generated[0].endswith(Source.objects.get(name="Braze 2").webhook_secret)
+
+
+def _refused(*args: str) -> str:
+    with pytest.raises(CommandError) as caught:
+        call_command("create_source", *args, stdout=StringIO(), stderr=StringIO())
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (("Site", "--signing-key", "k"), "--signing-key"),
+        (("Site", "--webhook-url", "https://x.example/h"), "--webhook-url"),
+        (("Site", "--base-url", "https://x.example"), "--base-url"),
+        (("MJ", "--kind", "mailjet", "--signing-key", "k"), "--signing-key"),
+        (("PM", "--kind", "postmark", "--signing-key", "k"), "--signing-key"),
+        (("MC", "--kind", "mailchimp", "--signing-key", "k"), "--signing-key"),
+        (("MG", "--kind", "mailgun", "--write-key", "k"), "--write-key"),
+        (("BZ", "--kind", "braze", "--write-key", "k"), "--write-key"),
+    ],
+)
+def test_a_flag_that_does_not_apply_to_the_kind_is_refused(args, flag):
+    message = _refused(*args)
+    assert flag in message and "does not apply" in message
+    assert not Source.objects.exists()  # nothing half-made
+
+
+def test_flags_are_checked_against_an_existing_sources_kind():
+    run("Letters", "--kind", "mailjet")
+    assert "--signing-key" in _refused("Letters", "--signing-key", "k")
