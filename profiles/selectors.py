@@ -136,6 +136,24 @@ _PROFILE_TABLE = Profile._meta.db_table
 _PROFILE_COLUMNS = columns_of(Profile, "p")
 
 
+def profile_groups(
+    *, profile_id: int, after: tuple[datetime, str] | None, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """The groups (accounts) a profile's events joined, oldest first by when it first joined
+    each, then by group id: `limit` of them after the keyset `after` (the last page's
+    `(created_at, group_id)`), and whether more follow."""
+    groups = (
+        Event.objects.filter(profile_id=profile_id, type="group", group_id__isnull=False)
+        .values("group_id")
+        .annotate(source_id=Min("source_id"), created_at=Min("timestamp"))
+    )
+    if after is not None:
+        at, group_id = after
+        groups = groups.filter(Q(created_at__gt=at) | Q(created_at=at, group_id__gt=group_id))
+    rows = list(groups.order_by("created_at", "group_id")[: limit + 1])
+    return rows[:limit], len(rows) > limit
+
+
 def profile_events(
     *,
     profile_id: int,

@@ -82,6 +82,7 @@ class MetadataQuery(serializers.Serializer):
 
 class LinksQuery(serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, max_value=20, default=20)
+    next = serializers.CharField(required=False, help_text="The cursor of the next page.")
 
 
 class SearchQuery(serializers.Serializer):

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Min
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import exceptions
 from rest_framework.request import Request
@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from profiles.api import schemas, shapes
 from profiles.api.base import ApiView, query
 from profiles.models import Event, Identity, Profile
-from profiles.selectors import profile_events, profile_explain, profile_lookup
+from profiles.selectors import profile_events, profile_explain, profile_groups, profile_lookup
 
 TAG = "Segment Profile API"
 COLLECTIONS = {"users"}  # accounts (groups) have no profiles here; see /links
@@ -87,6 +87,20 @@ def _decode(text: str | None) -> str:
         return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise exceptions.ValidationError({"next": "invalid cursor"}) from exc
+
+
+def _links_after(text: str | None) -> tuple[datetime, str] | None:
+    """A `/links` cursor: the last group's first-joined time and id."""
+    if not text:
+        return None
+    at, sep, group_id = _decode(text).partition("\x00")
+    try:
+        when = datetime.fromisoformat(at)
+    except ValueError:
+        when = None
+    if not sep or when is None or when.tzinfo is None:
+        raise exceptions.ValidationError({"next": "invalid cursor"})
+    return when, group_id
 
 
 def _schema(body: Any, *, summary: str, parameters: Any = None) -> Any:
@@ -216,12 +230,7 @@ class LinksView(ApiView):
         params = query(schemas.LinksQuery, request)
         profile = resolve(space=space_id, collection=collection, identifier=identifier)
         limit = params["limit"]
-        groups = list(
-            Event.objects.filter(profile_id=profile.id, type="group", group_id__isnull=False)
-            .values("group_id")
-            .annotate(source_id=Min("source_id"), created_at=Min("timestamp"))
-            .order_by("created_at", "group_id")[: limit + 1]
-        )
+        groups, more = profile_groups(profile_id=profile.id, after=_links_after(params.get("next")), limit=limit)
         ids = [
             {
                 "id": row["group_id"],
@@ -232,12 +241,13 @@ class LinksView(ApiView):
                 "encoding": "none",
                 "first_message_id": None,
             }
-            for row in groups[:limit]
+            for row in groups
         ]
         data = [{"to_collection": "accounts", "external_ids": ids}] if ids else []
         cursor = _cursor(
-            space=space_id, profile=profile, resource="links", has_more=len(groups) > limit, next_="", limit=limit
-        )
+            space=space_id, profile=profile, resource="links", has_more=more, limit=limit,
+            next_=_encode(f"{groups[-1]['created_at'].isoformat()}\x00{groups[-1]['group_id']}") if groups else "",
+        )  # fmt: skip
         return Response({"data": data, "cursor": cursor})
 
 

@@ -298,3 +298,22 @@ def test_lookups_still_answer_when_the_rate_counter_is_down(get, ada, monkeypatc
     monkeypatch.setattr(auth, "_client", None)
     assert get(f"{BASE}/user_id:u1/traits").status_code == 200
     assert "Rate limit not counted: Redis is unavailable." in caplog.text
+
+
+def test_links_page_through_every_group_with_next(get, send):
+    groups = [
+        {"type": "group", "userId": "u9", "groupId": f"g{i:02d}", "timestamp": f"2026-11-01T10:{i // 2:02d}:00Z"}
+        for i in range(25)
+    ]  # two groups a minute: ties on created_at are ordered by group id
+    send(*groups)
+    seen, params = [], {"limit": "10"}
+    for _ in range(5):
+        body = get(f"{BASE}/user_id:u9/links", **params).json()
+        seen += [link["id"] for link in body["data"][0]["external_ids"]] if body["data"] else []
+        if not body["cursor"]["has_more"]:
+            assert body["cursor"]["next"] == ""
+            break
+        assert body["cursor"]["next"]
+        params = {"limit": "10", "next": body["cursor"]["next"]}
+    assert seen == [f"g{i:02d}" for i in range(25)]
+    assert get(f"{BASE}/user_id:u9/links", next="not-a-cursor").status_code == 400
