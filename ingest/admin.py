@@ -6,19 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from audit.admin import AuditedModelAdmin
+from audit.admin import REASON, AuditedModelAdmin
 from ingest import selectors
 from ingest.models import RejectedMessage, Source
 from ingest.refusals import UNKNOWN_SOURCE
 from ingest.report_chart import timeline_svg
+from ingest.services import batch_retry
 from ingest.webhooks import webhook_url
 from profiles import email_report
 
@@ -69,6 +70,7 @@ class SourceAdmin(AuditedModelAdmin[Source]):
         own = [
             path("debugger/", self.admin_site.admin_view(self.overview_view), name="ingest_debugger"),
             path("<int:pk>/debugger/", self.admin_site.admin_view(self.source_view), name="ingest_source_debugger"),
+            path("<int:pk>/debugger/retry/", self.admin_site.admin_view(self.retry_view), name="ingest_batch_retry"),
             path("unknown/debugger/", self.admin_site.admin_view(self.unknown_view), name="ingest_unknown_debugger"),
             path("email-report/", self.admin_site.admin_view(self.campaigns_view), name="ingest_email_campaigns"),
             path("email-report/campaign/", self.admin_site.admin_view(self.campaign_view), name="ingest_email_report"),
@@ -113,9 +115,25 @@ class SourceAdmin(AuditedModelAdmin[Source]):
             "rejected": rejected,
             "waiting": selectors.debugger_waiting(source_id=source.pk) if source else (0, None),
             "notices": selectors.debugger_notices(source_id=source.pk if source else UNKNOWN_SOURCE),
+            "parked": selectors.debugger_parked(source_id=source.pk) if source else [],
+            "can_change": self.has_change_permission(request, source),
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/ingest/debugger_source.html", context)
+
+    def retry_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """POST: send a parked batch back to the pipeline (change permission, with a reason)."""
+        source = get_object_or_404(Source, pk=pk)
+        if request.method != "POST" or not self.has_change_permission(request, source):
+            raise PermissionDenied
+        reason = request.POST.get(REASON, "").strip()
+        if not reason:
+            messages.error(request, "Say why: a reason is required to retry a batch.")
+        elif batch_retry(batch_id=int(request.POST.get("batch") or 0), source_id=pk, actor=request.user, reason=reason):
+            messages.success(request, "The batch is back in the pipeline.")
+        else:
+            messages.error(request, "That batch is not parked (any more).")
+        return HttpResponseRedirect(reverse("admin:ingest_source_debugger", args=[pk]))
 
     # --- Email campaign report ---------------------------------------------------------------
 

@@ -9,8 +9,8 @@ from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from ingest.models import IngestCounter, IngestNotice, RejectedMessage, Source
-from profiles.models import Event
-from profiles.selectors import batches_waiting, events_recent_for_source
+from profiles.models import Event, EventBatch
+from profiles.selectors import batches_parked, batches_waiting, events_recent_for_source
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,3 +93,8 @@ def debugger_notices(*, source_id: int) -> list[Notice]:
         Notice(code, NOTICE_REASONS.get(code) or code, recent.get(code) or 0, count or 0)
         for code, count in sorted(total.items())
     ]
+
+
+def debugger_parked(*, source_id: int) -> list[EventBatch]:
+    """A source's batches parked after failing too often, with their errors."""
+    return batches_parked(source_id=source_id)

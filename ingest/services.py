@@ -33,7 +33,7 @@ from ingest.messages import (
 )
 from ingest.models import Source
 from ingest.refusals import Refusal, Rejection, refusal_record, refusals_record
-from profiles.services.events import EventIn, batch_store
+from profiles.services.events import EventIn, batch_store, batch_unpark
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +207,15 @@ def enqueue_pipeline(batch_ids: list[int]) -> None:
         )
     except (BrokerError, OSError):
         logger.warning("Broker unavailable; %d batches left for the sweep.", len(batch_ids), exc_info=True)
+
+
+def batch_retry(*, batch_id: int, source_id: int, actor: Any, reason: str) -> bool:
+    """Send a parked batch back to the pipeline (audited); returns whether it was parked."""
+    with transaction.atomic():
+        if not batch_unpark(batch_id=batch_id, source_id=source_id, actor=actor, reason=reason):
+            return False
+        transaction.on_commit(lambda: enqueue_pipeline([batch_id]))
+    return True
 
 
 # --- Pixel and tracked links -----------------------------------------------------------------

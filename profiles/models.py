@@ -241,6 +241,12 @@ class EventBatch(models.Model):
     received_at = models.DateTimeField()
     size = models.PositiveIntegerField(help_text="How many messages it holds.")
     payload = models.BinaryField(help_text="The messages, as `profiles.services.events.batch_encode` writes them.")
+    # Database defaults: the edge and resolution insert batches with raw SQL.
+    attempts = models.PositiveIntegerField(default=0, db_default=0, help_text="Times resolving it failed.")
+    last_error = models.TextField(blank=True, default="", db_default="")
+    parked_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set once it failed too often: left alone until an operator retries it."
+    )
 
     class Meta:
         verbose_name_plural = "event batches"

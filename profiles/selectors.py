@@ -19,9 +19,18 @@ from profiles.timeline import Cursor
 
 
 def batches_waiting_ids(*, received_before: datetime, limit: int) -> list[int]:
-    """Ids of accepted batches the pipeline has not taken, oldest first."""
+    """Ids of accepted batches the pipeline has not taken, oldest first; parked ones (failed
+    too often) are left out, so they never keep newer ones from the sweep."""
+    waiting = EventBatch.objects.filter(received_at__lt=received_before, parked_at__isnull=True)
+    return list(waiting.order_by("id").values_list("id", flat=True)[:limit])
+
+
+def batches_parked(*, source_id: int) -> list[EventBatch]:
+    """A source's parked batches (failed too often), newest first, for the debugger."""
     return list(
-        EventBatch.objects.filter(received_at__lt=received_before).order_by("id").values_list("id", flat=True)[:limit]
+        EventBatch.objects.filter(source_id=source_id, parked_at__isnull=False)
+        .defer("payload")
+        .order_by("-parked_at")[:100]
     )
 
 
@@ -150,7 +159,7 @@ def profile_groups(
     if after is not None:
         at, group_id = after
         groups = groups.filter(Q(created_at__gt=at) | Q(created_at=at, group_id__gt=group_id))
-    rows = list(groups.order_by("created_at", "group_id")[: limit + 1])
+    rows: list[dict[str, Any]] = [dict(row) for row in groups.order_by("created_at", "group_id")[: limit + 1]]
     return rows[:limit], len(rows) > limit
 
 

@@ -175,6 +175,11 @@ CELERY_BEAT_SCHEDULE = SCHEDULE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = "UTC"
 
+# A batch the pipeline failed to resolve this many times (a corrupt row, a bug one of its
+# messages trips) is parked: the sweep stops retrying it, and the ingest debugger shows it
+# with its error and a retry button. The sweep retries a failed batch every minute or so.
+CDP_BATCH_MAX_ATTEMPTS = int(os.environ.get("CDP_BATCH_MAX_ATTEMPTS", "5"))
+
 # --- Tracking API edge --------------------------------------------------------------------
 # Browsers post analytics.js events from any origin; only the /v1/ edge allows it. The
 # Profile API under /v1/spaces/ is server-side only, as Segment's is: no CORS.

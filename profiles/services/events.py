@@ -17,10 +17,11 @@ from typing import Any
 
 import orjson
 import psycopg
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import UniqueConstraint
 from psycopg.types.json import set_json_dumps
 
+from audit.services import audit_record
 from profiles.db import pg_cursor
 from profiles.models import Event, EventBatch
 from profiles.services.bulk import rows_insert, rows_matching
@@ -210,3 +211,21 @@ _MESSAGE_UNIQUE = next(
     for c in Event._meta.constraints
     if isinstance(c, UniqueConstraint) and c.fields == ("source_id", "message_id")
 )
+
+
+def batch_unpark(*, batch_id: int, source_id: int, actor: Any, reason: str) -> bool:
+    """An operator sends a parked batch back to the pipeline: its failures are forgotten and
+    the change audited. Returns whether it was parked (the caller then enqueues it)."""
+    with transaction.atomic():
+        batch = (
+            EventBatch.objects.select_for_update()
+            .defer("payload")
+            .filter(pk=batch_id, source_id=source_id, parked_at__isnull=False)
+            .first()
+        )
+        if batch is None:
+            return False
+        audit_record(actor=actor, action="retry_batch", target=batch, reason=reason,
+                     changes={"attempts": [batch.attempts, 0], "last_error": [batch.last_error, ""]})  # fmt: skip
+        EventBatch.objects.filter(pk=batch_id).update(parked_at=None, attempts=0, last_error="")
+    return True

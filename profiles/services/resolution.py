@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -26,7 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from profiles.db import pg_cursor
@@ -65,6 +67,9 @@ LAST_SEEN_RESOLUTION = timedelta(minutes=1)
 # identifiers holds exclusively. The two-int form keeps it apart from the identifier
 # locks, which are single 64-bit hashes.
 _ALL_IDENTIFIERS = (0x43445052, 1)  # "CDPR", 1
+
+
+logger = logging.getLogger(__name__)
 
 
 class ResolutionContention(DatabaseError):
@@ -150,15 +155,61 @@ def batches_resolve(*, batch_ids: Sequence[int], processed_at: datetime, backlog
     later: list[int] = []
     for chunk in chunks:
         if chunk:
-            done, requeued = _resolve(chunk, current_rules, processed_at, wait=False)
-            result.add(done)
-            later += requeued
+            later += _resolve_isolating(chunk, current_rules, processed_at, result, wait=False)
     if later:
         # Messages put back because another transaction held one of their identifiers or
         # profiles: it has committed by now, or soon will. This time, wait for it.
-        done, _ = _resolve(later, current_rules, processed_at, wait=True)
-        result.add(done)
+        _resolve_isolating(later, current_rules, processed_at, result, wait=True)
     return result
+
+
+# Errors a retry can cure (a lost connection, a deadlock victim, a graph that moved, a
+# message another worker wrote meanwhile): they fail the task, which Celery retries.
+# Anything else is about the batch itself.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, ResolutionContention, DuplicateInFlight)
+
+
+def _resolve_isolating(
+    batch_ids: list[int],
+    rules: Callable[[], IdentityRules],
+    processed_at: datetime,
+    result: ResolveResult,
+    *,
+    wait: bool,
+) -> list[int]:
+    """`_resolve`, where a batch that fails for a reason other than a transient one fails
+    alone: the chunk is resolved again batch by batch, and each batch that still fails
+    gets its failure recorded (`batch_failed`) while the others are written. Returns the
+    ids of batches put back for later."""
+    try:
+        done, requeued = _resolve(batch_ids, rules, processed_at, wait=wait)
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:  # any other failure is the batch's: isolate it, record it, never drop it
+        if len(batch_ids) == 1:
+            logger.exception("Batch %d failed to resolve.", batch_ids[0])
+            batch_failed(batch_id=batch_ids[0], error=exc)
+            return []
+        return [i for batch_id in batch_ids for i in _resolve_isolating([batch_id], rules, processed_at, result,
+                                                                         wait=wait)]  # fmt: skip
+    result.add(done)
+    return requeued
+
+
+def batch_failed(*, batch_id: int, error: BaseException) -> None:
+    """Count a failed attempt at a batch, with its error; past `CDP_BATCH_MAX_ATTEMPTS` it
+    is parked: the pipeline and the sweep leave it until an operator retries it."""
+    now, limit = timezone.now(), settings.CDP_BATCH_MAX_ATTEMPTS
+    text = f"{type(error).__name__}: {error}"[:2000]
+    with transaction.atomic():
+        batch = EventBatch.objects.select_for_update().filter(pk=batch_id).first()
+        if batch is None:
+            return
+        batch.attempts += 1
+        batch.last_error = text
+        if batch.attempts >= limit:
+            batch.parked_at = now
+        batch.save(update_fields=["attempts", "last_error", "parked_at"])
 
 
 # Whether to look messages up in the log before writing them. Normally not: a message the
@@ -189,13 +240,14 @@ _BATCHES = EventBatch._meta.db_table
 # Which of the given batches, and of the batches after `start`, are still waiting (a batch
 # is deleted when its messages are written), with their sizes: primary-key reads.
 _PENDING_SQL = (
-    f"SELECT id, size FROM {_BATCHES} WHERE id = ANY(%b) "
-    f"UNION ALL (SELECT id, size FROM {_BATCHES} WHERE id > %b ORDER BY id LIMIT %b)"
+    f"SELECT id, size FROM {_BATCHES} WHERE id = ANY(%b) AND parked_at IS NULL "
+    f"UNION ALL (SELECT id, size FROM {_BATCHES} WHERE id > %b AND parked_at IS NULL ORDER BY id LIMIT %b)"
 )
 # The claim: a row lock on each, skipping rows another transaction holds (it is resolving
 # them).
 _CLAIM_SQL = (
-    f"SELECT id, source_id, received_at, payload FROM {_BATCHES} WHERE id = ANY(%b) ORDER BY id FOR UPDATE SKIP LOCKED"
+    f"SELECT id, source_id, received_at, payload FROM {_BATCHES} WHERE id = ANY(%b) AND parked_at IS NULL "
+    "ORDER BY id FOR UPDATE SKIP LOCKED"
 )
 # Where this process's next backlog search starts: past every batch it has claimed or
 # found gone. Only a hint (another worker's claims are found gone, a restart starts again
@@ -217,7 +269,7 @@ def _pending(batch_ids: list[int], backlog: int) -> list[tuple[int, int]]:
             cursor.execute(_PENDING_SQL, [batch_ids, start, 64 if backlog else 0])
             found = cursor.fetchall()
     else:
-        waiting = EventBatch.objects.order_by("id").values_list("id", "size")
+        waiting = EventBatch.objects.filter(parked_at__isnull=True).order_by("id").values_list("id", "size")
         found = list(waiting.filter(id__in=batch_ids))
         if backlog:
             found += waiting.filter(id__gt=start)[:64]
@@ -244,7 +296,7 @@ def _claim(batch_ids: list[int]) -> list[tuple[int, list[LogRow]]]:
             cursor.execute(_CLAIM_SQL, [batch_ids])
             rows = cursor.fetchall()
     else:  # SQLite: IMMEDIATE transactions already run one writer at a time
-        batches = EventBatch.objects.filter(id__in=batch_ids).order_by("id")
+        batches = EventBatch.objects.filter(id__in=batch_ids, parked_at__isnull=True).order_by("id")
         rows = list(batches.values_list("id", "source_id", "received_at", "payload"))
     return [
         (batch_id, batch_decode(bytes(payload), source_id=source_id, received_at=received_at))
