@@ -33,9 +33,17 @@ def link_signature_valid(pairs: Iterable[tuple[str, str]], secret: str, signatur
 
 
 def redirect_target_safe(url: str) -> bool:
-    """Only absolute http(s) URLs: never `javascript:`, `data:` or a scheme-relative URL."""
+    """Only absolute http(s) URLs: never `javascript:`, `data:` or a scheme-relative URL;
+    and none where a browser and Python's `urlsplit` could disagree about the host. Browsers
+    read a backslash as `/` and drop tabs and newlines (WHATWG URL), so
+    `https://evil.example\\@shop.example/` goes to evil.example while urlsplit's host is
+    shop.example; credentials before the host (`https://shop.example@evil.example/`) only
+    mislead a reader. Such targets are refused whole."""
+    before_query = url.split("?", 1)[0].split("#", 1)[0]  # browsers leave a query's backslashes alone
+    if "\\" in before_query or any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        return False
     parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and "@" not in parts.netloc
 
 
 def domain_allowed(url: str, domains: Iterable[str]) -> bool:

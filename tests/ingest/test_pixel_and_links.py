@@ -145,6 +145,25 @@ def test_unsigned_link_to_an_allowed_domain_redirects(client, source):
     assert client.get("/v1/click", {**query, "url": "https://shop.example.evil.com/"}).status_code == 400
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://evil.example\\@shop.example/",  # browsers read evil.example as the host; urlsplit reads shop.example
+        "https://evil.example\\.shop.example/",
+        "https://evil.example%5C@shop.example/",
+        "https://user@shop.example.evil.com@shop.example/",
+        "https://evil.example\t@shop.example/",
+    ],
+)
+def test_an_unsigned_link_that_only_looks_like_an_allowed_domain_is_refused(client, source, url):
+    """Python's urlsplit and a browser disagree on where the host of these ends: the link must
+    never redirect where the browser would go (evil.example)."""
+    source.allowed_redirect_domains = "shop.example"
+    source.save()
+    response = client.get("/v1/click", {"writeKey": source.write_key, "url": url, "ajs_uid": "u1"})
+    assert response.status_code == 400 and "Location" not in response
+
+
 @pytest.mark.parametrize("url", ["javascript:alert(1)", "//evil.example/", "/relative", "data:text/html,hi"])
 def test_links_to_non_http_targets_are_refused_even_when_signed(client, source, url):
     from ingest import links
