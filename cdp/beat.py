@@ -3,6 +3,12 @@
 from datetime import timedelta
 
 SCHEDULE = {
+    # The change feed's consumers are woken by each commit; this catches a wake lost to a
+    # broker outage or a crash, and prunes the changes every consumer has passed.
+    "profiles-feed-sweep": {
+        "task": "profiles.feed_sweep",
+        "schedule": timedelta(seconds=10),
+    },
     # Events whose pipeline task was lost (a worker crash, a broker restart) are handed to
     # the pipeline again. Two minutes of grace keeps it clear of tasks still in flight.
     "ingest-sweep-unprocessed": {

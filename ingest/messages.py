@@ -203,11 +203,13 @@ def corrected_timestamp(*, received_at: datetime, sent_at: datetime | None, orig
 
 def encode_checked(value: Any) -> bytes:
     """The JSON of `value`, refusing what the event store cannot hold: NUL characters
-    (PostgreSQL text and jsonb reject them) and nesting deeper than orjson writes (254)."""
+    (PostgreSQL text and jsonb reject them) and nesting deeper than orjson writes. A stored
+    batch holds each message one level deeper than the message itself (an array in an
+    array, `batch_encode`), so the check encodes it at that depth: 253 levels at most."""
     try:
-        encoded = orjson.dumps(value)
+        encoded = orjson.dumps([value])[1:-1]
     except TypeError:
-        raise MessageError("invalid_message", "The message is nested too deeply (254 levels at most).") from None
+        raise MessageError("invalid_message", "The message is nested too deeply (253 levels at most).") from None
     if b"\\u0000" in encoded and _NUL.search(encoded):  # the regex only when it may match
         raise MessageError("invalid_characters", "The message contains a NUL character (\\u0000).")
     return encoded

@@ -19,12 +19,13 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 
-from audit.admin import AuditedModelAdmin
+from audit.admin import REASON, AuditedModelAdmin
 from profiles.admin_list import EstimatedCountPaginator, HasEmailFilter, LastSeenFilter, ProfileChangeList
 from profiles.models import Event, IdentityConfig, IdentityKind, Profile
 from profiles.profile_page import TimelineFilter, profile_page, profile_timeline
 from profiles.selectors import Explanation, profile_explain, profile_search
 from profiles.services.identity_ops import IdentityOperationError, identity_remove, profile_merge, profile_split
+from profiles.services.privacy import profile_delete
 from profiles.sources import source_names
 from profiles.timeline import BadCursor, Cursor
 
@@ -115,6 +116,13 @@ class ProfileAdmin(AuditedModelAdmin[Profile]):
         if not search_term.strip():
             return queryset, False
         return queryset.filter(id__in=profile_search(query=search_term).values("id")), False
+
+    def delete_model(self, request: HttpRequest, obj: Profile) -> None:
+        profile_delete(profile_id=obj.pk, actor=request.user, reason=request.POST.get(REASON, ""))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Profile]) -> None:
+        for pk in list(queryset.values_list("pk", flat=True)):
+            profile_delete(profile_id=pk, actor=request.user, reason=request.POST.get(REASON, ""))
 
     @admin.display(description="Name")
     def display_name(self, obj: Profile) -> str:

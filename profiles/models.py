@@ -341,3 +341,40 @@ class AccessToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class ProfileChange(models.Model):
+    """The profile change feed: one row per profile that a transaction changed, written in
+    that transaction (`profiles.services.feed.feed_write`). It is how a change in profiles
+    reaches the floors above (computed traits, audiences, destinations): each consumer reads
+    it in id order with its own cursor (`FeedConsumer`). Ids become visible in order (a
+    writer holds the feed lock from its insert to its commit), so a cursor never passes a
+    row still to come. Pruned once every consumer has passed it.
+
+    `what` holds what changed, with only the keys that apply: `events` (name -> count of
+    new events: track names, `Page Viewed`, `Screen Viewed`), `traits` (custom trait keys),
+    `computed` (computed trait keys), `identifiers` (`kind:value` added), `removed`
+    (identifiers removed), `merged` (profiles merged into this one), `merged_into`, `split`
+    (profiles split off this one), `split_from`, `rebuilt`, `deleted`; and `cause`."""
+
+    id = models.BigAutoField(primary_key=True)
+    profile_id = models.BigIntegerField(help_text="Not a foreign key: a deleted profile's change stays.")
+    at = models.DateTimeField()
+    what = models.JSONField()
+
+    def __str__(self) -> str:
+        return f"#{self.pk} profile {self.profile_id}: {self.what}"
+
+
+class FeedConsumer(models.Model):
+    """A reader of the change feed and how far it has read: everything up to `position` is
+    done. Each consumer's app registers it in a migration, with the Celery task that
+    consumes it (woken after each change is committed, and by beat)."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    task = models.CharField(max_length=100, help_text="The Celery task that consumes it.")
+    position = models.BigIntegerField(default=0, help_text="The id of the last change it has processed.")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.position}"

@@ -86,3 +86,8 @@ def traits_merge(
 
 
 _MISSING = object()
+
+
+def traits_changed_keys(before: Mapping[str, Any], after: Mapping[str, Any]) -> set[str]:
+    """The trait keys whose value differs between `before` and `after` (set, changed, removed)."""
+    return {k for k in before.keys() | after.keys() if before.get(k, _MISSING) != after.get(k, _MISSING)}

@@ -20,8 +20,10 @@ from profiles.identity.extract import EVENT_COLUMNS, event_message
 from profiles.identity.planner import GraphView, Message, ProfileView, merge_violation, plan
 from profiles.identity.rules import IdentityRules, IdKey
 from profiles.models import Demotion, Event, Identity, IdentityAudit, IdentityLink, Merge, Profile, new_profile_key
+from profiles.services.feed import Changes, feed_write
 from profiles.services.graph import profile_fold, profile_repoint, profiles_recompute_from_events
 from profiles.services.identity_settings import identity_rules
+from profiles.traits import traits_changed_keys
 
 Actor = User | None
 # Rebuild writes in chunks of this many rows: a few MB of parameters per statement.
@@ -137,9 +139,21 @@ def profile_split(*, profile_id: int, identifiers: Sequence[IdKey], actor: Actor
         Identity.objects.bulk_update(list(idents.values()), ["profile_id", "separations"])
 
         moves = _reassign_events(profile.id, set(idents), group_of, rules)
+        before = dict(profile.traits)
         profiles_recompute_from_events(profiles=[profile, *created], now=now)
         audit.details |= {"profiles": [profile.key, *(p.key for p in created)], "events_moved": moves}
         audit.save(update_fields=["details"])
+        changes = Changes("split")
+        original = changes.of(profile.id)
+        original.split.update(p.id for p in created)
+        original.removed.update(f"{k}:{v}" for k, v in idents if group_of[(k, v)] != profile.id)
+        original.traits.update(traits_changed_keys(before, profile.traits))
+        for p in created:
+            side = changes.of(p.id)
+            side.split_from = profile.id
+            side.identifiers.update(f"{k}:{v}" for k, v in idents if group_of[(k, v)] == p.id)
+            side.traits.update(p.traits)
+        feed_write(changes.values(), at=now)
     return SplitResult(audit.id, [profile.id, *(p.id for p in created)], moves)
 
 
@@ -177,6 +191,9 @@ def identity_remove(*, profile_id: int, kind: str, value: str, actor: Actor, rea
             raise IdentityOperationError("It is the profile's last user_id.")
         identity.delete()
         _audit(IdentityAudit.Action.REMOVE_IDENTIFIER, profile, actor, reason, identifier=f"{kind}:{value}")
+        changes = Changes("remove_identifier")
+        changes.of(profile.id).removed.add(f"{kind}:{value}")
+        feed_write(changes.values())
 
 
 # --- Merge by hand -------------------------------------------------------------------------
@@ -210,7 +227,15 @@ def profile_merge(*, profile_ids: Sequence[int], actor: Actor, reason: str, over
                 if i.separations.pop(split, None) is not None:
                     i.save(update_fields=["separations"])
         winner, *losers = profiles
+        before = dict(winner.traits)
+        changes = Changes("manual_merge")
+        gained = changes.of(winner.id)
+        for i in idents:
+            if i.profile_id != winner.id:
+                gained.identifiers.add(f"{i.kind}:{i.value}")
         for loser in losers:
+            gained.merged.add(loser.id)
+            changes.of(loser.id).merged_into = winner.id
             profile_fold(kept=winner, gone=loser)
             profile_repoint(loser_id=loser.id, winner_id=winner.id, now=now)
             winner.merge_count += loser.merge_count + 1
@@ -220,6 +245,8 @@ def profile_merge(*, profile_ids: Sequence[int], actor: Actor, reason: str, over
                                    "updated_at"])  # fmt: skip
         _audit(IdentityAudit.Action.MANUAL_MERGE, winner, actor, reason, merged=[p.key for p in losers],
                override=bool(broken and override), broken_rule=broken or "")  # fmt: skip
+        gained.traits.update(traits_changed_keys(before, winner.traits))
+        feed_write(changes.values(), at=now)
     return winner
 
 
@@ -312,11 +339,24 @@ def identities_rebuild(
         for event_id, old in old_owner.items():
             if old is not None and event_id in result.assignments:
                 heirs[old][real[result.assignments[event_id]]] += 1
+        heir_of: dict[int, int] = {}
         for old in old_live:
             if heirs.get(old):
-                heir = heirs[old].most_common(1)[0][0]
+                heir = heir_of[old] = heirs[old].most_common(1)[0][0]
                 Profile.objects.filter(id=old).update(merged_into_id=heir, updated_at=now)
                 Profile.objects.filter(merged_into_id=old).update(merged_into_id=heir)
         outcome = RebuildResult(len(old_owner), len(created), len(result.new_identities), len(result.demotions))
         _audit(IdentityAudit.Action.REBUILD, None, actor, reason, **outcome.__dict__)
+        # Every profile changed: the new ones (rebuilt from the log), the old ones (now
+        # tombstones to their heirs, or emptied when they kept no event).
+        changes = Changes("rebuild")
+        for p in created:
+            fresh = changes.of(p.id)
+            fresh.rebuilt = True
+            fresh.traits.update(p.traits)
+        for old in old_live:
+            gone = changes.of(old)
+            gone.rebuilt = True
+            gone.merged_into = heir_of.get(old)
+        feed_write(changes.values(), at=now)
     return outcome

@@ -17,6 +17,12 @@ from tests.conftest import basic_auth
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _one_minute(monkeypatch):
+    """The caps count per minute of the clock: a flood must not straddle two minutes."""
+    monkeypatch.setattr("ingest.refusals.time.time", lambda: 1_800_000_030.0)
+
+
 def _notice(source_id: int, code: str) -> int:
     return sum(IngestNotice.objects.filter(source_id=source_id, code=code).values_list("count", flat=True))
 
