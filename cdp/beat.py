@@ -11,6 +11,17 @@ SCHEDULE = {
     },
     # Events whose pipeline task was lost (a worker crash, a broker restart) are handed to
     # the pipeline again. Two minutes of grace keeps it clear of tasks still in flight.
+    # Time-dependent computed traits (windows, decaying scores) whose schedule has come
+    # (each trait says how often: hourly by default) are recomputed.
+    "profiles-compute-traits-due": {
+        "task": "profiles.compute_traits_due",
+        "schedule": timedelta(minutes=5),
+    },
+    # Recorded changes of computed trait values are kept CDP_TRAIT_CHANGES_KEEP_DAYS.
+    "profiles-prune-trait-changes": {
+        "task": "profiles.prune_trait_changes",
+        "schedule": timedelta(hours=24),
+    },
     "ingest-sweep-unprocessed": {
         "task": "ingest.sweep_unprocessed",
         "schedule": timedelta(minutes=1),

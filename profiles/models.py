@@ -355,7 +355,9 @@ class ProfileChange(models.Model):
     new events: track names, `Page Viewed`, `Screen Viewed`), `traits` (custom trait keys),
     `computed` (computed trait keys), `identifiers` (`kind:value` added), `removed`
     (identifiers removed), `merged` (profiles merged into this one), `merged_into`, `split`
-    (profiles split off this one), `split_from`, `rebuilt`, `deleted`; and `cause`."""
+    (profiles split off this one), `split_from`, `rebuilt`, `deleted`; and `cause`. A row
+    for profile 0 with `all` says every profile may have changed those keys (a computed
+    trait recomputed in full): consumers then recompute in full too."""
 
     id = models.BigAutoField(primary_key=True)
     profile_id = models.BigIntegerField(help_text="Not a foreign key: a deleted profile's change stays.")
@@ -378,3 +380,13 @@ class FeedConsumer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} at {self.position}"
+
+
+# Computed traits live in their own module, and are profiles' models.
+from profiles.computed.models import ComputedTrait, ComputedTraitChange, ComputedTraitValue, EventName  # noqa: E402
+
+__all__ = [
+    "AccessToken", "ComputedTrait", "ComputedTraitChange", "ComputedTraitValue", "Demotion", "Event", "EventBatch",
+    "EventName", "FeedConsumer", "Identity", "IdentityAudit", "IdentityConfig", "IdentityKind", "IdentityLink",
+    "Merge", "Profile", "ProfileChange",
+]  # fmt: skip

@@ -180,6 +180,10 @@ CELERY_TIMEZONE = "UTC"
 # with its error and a retry button. The sweep retries a failed batch every minute or so.
 CDP_BATCH_MAX_ATTEMPTS = int(os.environ.get("CDP_BATCH_MAX_ATTEMPTS", "5"))
 
+# Changes of computed trait values are kept this long (what destinations deliver, and the
+# profile page's history), then pruned daily.
+CDP_TRAIT_CHANGES_KEEP_DAYS = int(os.environ.get("CDP_TRAIT_CHANGES_KEEP_DAYS", "30"))
+
 # --- Tracking API edge --------------------------------------------------------------------
 # Browsers post analytics.js events from any origin; only the /v1/ edge allows it. The
 # Profile API under /v1/spaces/ is server-side only, as Segment's is: no CORS.

@@ -73,6 +73,7 @@ class Change:
     split_from: int | None = None
     rebuilt: bool = False
     deleted: bool = False
+    everyone: bool = False  # profile 0: every profile may have changed (a full recompute)
 
     def as_json(self) -> dict[str, Any]:
         """Only what applies; `{}` when nothing changed."""
@@ -92,6 +93,8 @@ class Change:
             out["rebuilt"] = True
         if self.deleted:
             out["deleted"] = True
+        if self.everyone:
+            out["all"] = True
         if out:
             out["cause"] = self.cause
         return out
@@ -168,6 +171,10 @@ _consumers: tuple[float, list[tuple[str, str]]] = (0.0, [])
 def _registered() -> list[tuple[str, str]]:
     """(name, task) of every consumer, read at most every 30 s (they change with releases)."""
     global _consumers
+    if not _consumers[1]:
+        # The consumers' task modules, so that a web process (which imports no tasks by
+        # itself) enqueues them as tasks it knows: Celery's autodiscovery, on demand.
+        current_app.loader.import_default_modules()
     if time.monotonic() - _consumers[0] > 30 or not _consumers[1]:
         _consumers = (time.monotonic(), list(FeedConsumer.objects.order_by("name").values_list("name", "task")))
     return _consumers[1]
