@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from django.db import connection, models
@@ -12,6 +12,7 @@ from django.db.models import F, Func, JSONField, Min, Q, QuerySet, Sum, TextFiel
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast, Upper
 
+from profiles.computed.selectors import profile_computed_values
 from profiles.db import pg_cursor
 from profiles.identity.extract import normalize_identifier
 from profiles.models import Demotion, Event, EventBatch, Identity, IdentityAudit, IdentityKind, Merge, Profile
@@ -274,3 +275,45 @@ def profile_search(*, query: str) -> QuerySet[Profile]:
         ]
     )
     return live.alias(_tv=_trait_values_text()).filter(Q(id__in=sorted(ids)) | Q(_tv__contains=text.upper()))
+
+
+@dataclass(frozen=True, slots=True)
+class TraitValue:
+    """One trait as the Profile API shows it: a custom trait (set by identify calls, with its
+    source) or a computed one (with its definition and when it was computed)."""
+
+    value: Any
+    trait_class: str  # "custom_trait" | "computed_trait" | "audience"
+    updated_at: str | None
+    source_id: int | None = None
+    definition: str | None = None
+
+    def verbose(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "value": self.value, "source_id": None if self.source_id is None else str(self.source_id),
+            "updated_at": self.updated_at, "class": self.trait_class,
+        }  # fmt: skip
+        if self.definition is not None:
+            out["definition"] = self.definition
+            out["computed_at"] = self.updated_at
+        return out
+
+
+def profile_traits(*, profile: Profile, trait_class: str | None = None) -> dict[str, TraitValue]:
+    """A profile's traits by key: custom traits, then computed traits (which win a key both
+    have: a computed key is refused while custom traits use it, but an identify may set one
+    later). `trait_class` keeps one class only."""
+    out: dict[str, TraitValue] = {}
+    if trait_class in (None, "custom_trait"):
+        meta = profile.trait_meta or {}
+        for key, v in (profile.traits or {}).items():
+            m = meta.get(key) or {}
+            out[key] = TraitValue(v, "custom_trait", m.get("at"), m.get("source_id"))
+    if trait_class in (None, "computed_trait"):
+        for key, c in profile_computed_values(profile_id=profile.id).items():
+            out[key] = TraitValue(c.value, "computed_trait", _iso(c.computed_at), definition=key)
+    return out
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -55,7 +55,8 @@ class TraitsQuery(serializers.Serializer):
 
 
 TraitsQuery._declared_fields["class"] = serializers.ChoiceField(  # `class` is a Python keyword
-    choices=["audience", "computed_trait"], required=False, help_text="Only audience or computed traits."
+    choices=["audience", "computed_trait", "custom_trait"], required=False,
+    help_text="Only audience memberships, computed traits or custom traits."
 )
 
 

@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from profiles.api import schemas, shapes
 from profiles.api.base import ApiView, query
 from profiles.models import Event, Identity, Profile
-from profiles.selectors import profile_events, profile_explain, profile_groups, profile_lookup
+from profiles.selectors import profile_events, profile_explain, profile_groups, profile_lookup, profile_traits
 
 TAG = "Segment Profile API"
 COLLECTIONS = {"users"}  # accounts (groups) have no profiles here; see /links
@@ -117,26 +117,15 @@ class TraitsView(ApiView):
     def get(self, request: Request, space_id: str, collection: str, identifier: str) -> Response:
         params = query(schemas.TraitsQuery, request)
         profile = resolve(space=space_id, collection=collection, identifier=identifier)
-        # Audiences and computed traits are later issues: until then, those classes are empty.
-        keys = [] if params.get("class") else sorted(profile.traits)
+        traits = profile_traits(profile=profile, trait_class=params.get("class"))
+        keys = sorted(traits)
         if "include" in params:
             wanted = set(params["include"])
             keys = [key for key in keys if key in wanted]
         after = _decode(params.get("next"))
         keys = [key for key in keys if key > after]
         page, limit = keys[: params["limit"]], params["limit"]
-        if params["verbose"]:
-            meta = profile.trait_meta
-            traits = {
-                key: {
-                    "value": profile.traits[key],
-                    "source_id": shapes.source(meta.get(key, {}).get("source_id")),
-                    "updated_at": meta.get(key, {}).get("at"),
-                }
-                for key in page
-            }
-        else:
-            traits = {key: profile.traits[key] for key in page}
+        shown = {key: traits[key].verbose() if params["verbose"] else traits[key].value for key in page}
         cursor = _cursor(
             space=space_id,
             profile=profile,
@@ -145,7 +134,7 @@ class TraitsView(ApiView):
             next_=_encode(page[-1]) if page else "",
             limit=limit,
         )
-        return Response({"traits": traits, "cursor": cursor})
+        return Response({"traits": shown, "cursor": cursor})
 
 
 class ExternalIdsView(ApiView):

@@ -273,7 +273,7 @@ def test_rate_limit_is_429_per_token(get, ada, token):
 
 @pytest.mark.parametrize(
     ("resource", "queries"),
-    [("traits", 2), ("external_ids", 3), ("events", 3), ("metadata", 4), ("links", 3), ("merges", 8)],
+    [("traits", 3), ("external_ids", 3), ("events", 3), ("metadata", 4), ("links", 3), ("merges", 8)],
 )
 def test_query_counts_are_pinned(get, send, django_assert_num_queries, resource, queries):
     send(*[track("u1", f"E{i}", f"2026-11-01T10:{i:02d}:00Z") for i in range(30)])
@@ -317,3 +317,18 @@ def test_links_page_through_every_group_with_next(get, send):
         params = {"limit": "10", "next": body["cursor"]["next"]}
     assert seen == [f"g{i:02d}" for i in range(25)]
     assert get(f"{BASE}/user_id:u9/links", next="not-a-cursor").status_code == 400
+
+
+def test_computed_traits_are_traits_and_their_own_class(get, ada, django_capture_on_commit_callbacks):
+    from profiles.computed.services import computed_trait_create
+
+    with django_capture_on_commit_callbacks(execute=True):
+        computed_trait_create(data={"key": "orders", "type": "counter", "event": "Order Completed"})
+    everything = get(f"{BASE}/user_id:u1/traits", limit="50").json()["traits"]
+    assert everything["orders"] == 1 and everything["first_name"] == "Bob"
+    only = get(f"{BASE}/user_id:u1/traits", **{"class": "computed_trait"}).json()["traits"]
+    assert only == {"orders": 1}
+    assert "orders" not in get(f"{BASE}/user_id:u1/traits", **{"class": "custom_trait"}).json()["traits"]
+    verbose = get(f"{BASE}/user_id:u1/traits", verbose="true", include="orders").json()["traits"]["orders"]
+    assert verbose["value"] == 1 and verbose["class"] == "computed_trait" and verbose["definition"] == "orders"
+    assert verbose["computed_at"].endswith("Z") and verbose["source_id"] is None
