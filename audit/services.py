@@ -26,13 +26,15 @@ def audit_record(
     changes: Mapping[str, Any] | None = None,
     target_id: Any = None,
 ) -> AuditEntry:
-    """Record that `actor` did `action` to `target`, and why. `target_id` overrides the
-    target's pk (a deleted row no longer has one)."""
-    user = actor if getattr(actor, "pk", None) else None
+    """Record that `actor` did `action` to `target`, and why. The actor is a user, or
+    anything with an `audit_label` (an API access token: it is named, not linked).
+    `target_id` overrides the target's pk (a deleted row no longer has one)."""
+    user = actor if getattr(actor, "pk", None) and hasattr(actor, "get_username") else None
+    label = user.get_username() if user else str(getattr(actor, "audit_label", "") or "")
     pk = target_id if target_id is not None else target.pk
     return AuditEntry.objects.create(
         actor=user,
-        actor_name=user.get_username() if user else "",
+        actor_name=label[:150],
         action=action[:40],
         target_type=target_type(target),
         target_id="" if pk is None else str(pk)[:64],
@@ -53,3 +55,8 @@ def plain(value: Any) -> Any:
     if isinstance(value, models.Model):
         return str(value)
     return str(value)
+
+
+def audited(actor: Any) -> bool:
+    """Whether a change by `actor` is recorded: a person, or an API token (not the system)."""
+    return bool(getattr(actor, "pk", None))

@@ -19,22 +19,24 @@ from profiles.services.tokens import access_token_create, access_token_revoke
 
 @admin.register(AccessToken)
 class AccessTokenAdmin(AuditedModelAdmin[AccessToken]):
-    list_display = ("name", "prefix", "created_at", "created_by", "last_used_at", "revoked_at")
+    list_display = ("name", "prefix", "can_write", "created_at", "created_by", "last_used_at", "revoked_at")
     list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
     search_fields = ("name", "prefix")
-    fields = ("name", "prefix", "created_at", "created_by", "last_used_at", "revoked_at")
+    fields = ("name", "can_write", "prefix", "created_at", "created_by", "last_used_at", "revoked_at")
     readonly_fields = ("prefix", "created_at", "created_by", "last_used_at", "revoked_at")
     actions = ("revoke",)
 
     def get_readonly_fields(self, request: HttpRequest, obj: AccessToken | None = None) -> Any:
         # A token's name is fixed once it exists, like the token.
-        return (*self.readonly_fields, "name") if obj is not None else self.readonly_fields
+        return (*self.readonly_fields, "name", "can_write") if obj is not None else self.readonly_fields
 
     def save_model(self, request: HttpRequest, obj: AccessToken, form: ModelForm[AccessToken], change: bool) -> None:
         """Only creation saves (a token never changes); the service audits it."""
         if change:
             return
-        token, raw = access_token_create(name=obj.name, actor=request.user, reason=form.cleaned_data.get(REASON, ""))
+        token, raw = access_token_create(
+            name=obj.name, actor=request.user, reason=form.cleaned_data.get(REASON, ""), can_write=obj.can_write
+        )
         obj.pk, obj.token_hash, obj.prefix = token.pk, token.token_hash, token.prefix
         request._cdp_new_token = raw  # type: ignore[attr-defined]  # for response_add, this request only
 

@@ -323,7 +323,7 @@ class Event(models.Model):
 
 
 class AccessToken(models.Model):
-    """A read-only key to the Profile API and the REST API. Only the SHA-256 of the token is
+    """A key to the Profile API and the REST API, read-only unless `can_write`. Only the SHA-256 of the token is
     stored; the token itself is shown once, when it is created. A write key is never a token."""
 
     name = models.CharField(max_length=100)
@@ -335,12 +335,21 @@ class AccessToken(models.Model):
     )
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    can_write = models.BooleanField(
+        default=False,
+        help_text="May change definitions through the REST API (computed traits, audiences, …). Off: read only.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def audit_label(self) -> str:
+        """Who the audit log says made a change through the API."""
+        return f"access token {self.name} ({self.prefix}…)"
 
 
 class ProfileChange(models.Model):

@@ -60,14 +60,14 @@ class AccessTokenAuthentication(BaseAuthentication):
 
 
 class HasAccessToken(BasePermission):
-    """A live access token, for reading only."""
+    """A live access token: any may read; only one made with `--write` may change things."""
 
-    message = "Access tokens are read-only."
+    message = "This access token is read-only: make one that may write (create_access_token NAME --write)."
 
     def has_permission(self, request: Request, view: Any) -> bool:
         if not isinstance(request.auth, AccessToken):
             raise exceptions.NotAuthenticated("An access token is required: HTTP Basic with the token as username.")
-        return request.method in SAFE_METHODS
+        return request.method in SAFE_METHODS or request.auth.can_write
 
 
 _client: redis.Redis | None = None

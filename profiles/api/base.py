@@ -30,11 +30,24 @@ _CODES = {
 
 
 def _message(detail: Any) -> str:
-    if isinstance(detail, dict):
-        return "; ".join(f"{key}: {_message(value)}" for key, value in detail.items())
+    """DRF's error detail as one line, each message after the JSON path of its field
+    (`where[0].op: "≈" is not a valid choice.`)."""
+    return "; ".join(_flatten(detail, ""))
+
+
+def _flatten(detail: Any, path: str) -> list[str]:
+    if isinstance(detail, dict):  # a nested list's errors are keyed by index
+        return [
+            line
+            for key, value in detail.items()
+            for line in _flatten(value, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else key)
+        ]
     if isinstance(detail, list):
-        return " ".join(_message(item) for item in detail)
-    return str(detail)
+        if all(not isinstance(item, dict | list) for item in detail):
+            text = " ".join(str(item) for item in detail)
+            return [f"{path}: {text}" if path else text]
+        return [line for i, item in enumerate(detail) if item for line in _flatten(item, f"{path}[{i}]")]
+    return [f"{path}: {detail}" if path else str(detail)]
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

@@ -55,8 +55,9 @@ class TraitsQuery(serializers.Serializer):
 
 
 TraitsQuery._declared_fields["class"] = serializers.ChoiceField(  # `class` is a Python keyword
-    choices=["audience", "computed_trait", "custom_trait"], required=False,
-    help_text="Only audience memberships, computed traits or custom traits."
+    choices=["audience", "computed_trait", "custom_trait"],
+    required=False,
+    help_text="Only audience memberships, computed traits or custom traits.",
 )
 
 
@@ -310,3 +311,36 @@ def errors(*codes: int) -> dict[int, OpenApiResponse]:
         code: OpenApiResponse(Error, description=text[code], examples=[example] if code == 404 else [])
         for code in codes
     }
+
+
+# --- Strict JSON bodies ----------------------------------------------------------------------
+# DRF's fields coerce: "true" and 1 for a boolean, "5" and 5.0 for an integer, 5 for a string.
+# A JSON body is typed, and a value of the wrong type is a mistake to report, not to guess at.
+
+
+class StrictBooleanField(serializers.BooleanField):
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class StrictIntegerField(serializers.IntegerField):
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return int(super().to_internal_value(data))
+
+
+class StrictFloatField(serializers.FloatField):
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return float(super().to_internal_value(data))
+
+
+class StrictCharField(serializers.CharField):
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from profiles.api import rest, segment
+from profiles.api import computed, rest, segment
 
 PROFILE = "v1/spaces/<str:space_id>/collections/<str:collection>/profiles/<path:identifier>"
 
@@ -23,6 +23,10 @@ urlpatterns = [
     path("api/v1/profiles/<str:ref>/events", rest.ProfileEventsView.as_view(), name="api-profile-events"),
     path("api/v1/profiles/<str:ref>/identities", rest.ProfileIdentitiesView.as_view(), name="api-profile-identities"),
     path("api/v1/profiles/<str:ref>/merges", rest.ProfileMergesView.as_view(), name="api-profile-merges"),
+    path("api/v1/computed-traits", computed.ComputedTraitsView.as_view(), name="api-computed-traits"),
+    path("api/v1/computed-traits/<str:key>", computed.ComputedTraitView.as_view(), name="api-computed-trait"),
+    path("api/v1/computed-traits/<str:key>/compute", computed.ComputeView.as_view(), name="api-computed-trait-compute"),
+    path("api/v1/computed-traits/<str:key>/values", computed.ValuesView.as_view(), name="api-computed-trait-values"),
     path("api/v1/schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/redoc", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),

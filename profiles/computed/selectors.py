@@ -93,5 +93,3 @@ def event_properties(*, event: str, sample: int = PROPERTY_SAMPLE) -> list[tuple
                 if len(shown) < 8 and text not in shown and len(text) <= 80:
                     shown.append(text)
     return [(path, n, examples[path]) for path, n in seen.most_common()]
-
-

@@ -98,14 +98,14 @@ def computed_trait_create(*, data: Mapping[str, Any], actor: Any = None, reason:
             trait = ComputedTrait.objects.create(
                 key=key, name=name, description=str(data.get("description") or ""), type=defn.type, spec=spec,
                 schedule_hours=_schedule(data, 1), enabled=bool(data.get("enabled", True)),
-                created_by=actor if getattr(actor, "pk", None) else None,
+                created_by=actor if hasattr(actor, "get_username") and actor.pk else None,
             )  # fmt: skip
         except IntegrityError:
             raise QueryError("key", f"A computed trait {key!r} exists already.") from None
         if getattr(actor, "pk", None):
             audit_record(actor=actor, action="add", target=trait, reason=reason or "created",
                          changes={"definition": [None, {"type": defn.type, **spec}]})  # fmt: skip
-        transaction.on_commit(lambda: _enqueue_full(trait.pk))
+        transaction.on_commit(lambda: enqueue_compute(trait_id=trait.pk))
     return trait
 
 
@@ -145,7 +145,7 @@ def computed_trait_update(*, key: str, data: Mapping[str, Any], actor: Any = Non
         if getattr(actor, "pk", None) and changes:
             audit_record(actor=actor, action="change", target=trait, reason=reason or "changed", changes=changes)
         if redefined and trait.enabled:
-            transaction.on_commit(lambda: _enqueue_full(trait.pk))
+            transaction.on_commit(lambda: enqueue_compute(trait_id=trait.pk))
     return trait
 
 
@@ -162,7 +162,8 @@ def computed_trait_delete(*, key: str, actor: Any = None, reason: str = "") -> N
         feed_write([Change(0, "computed_traits", computed={key}, everyone=True)])
 
 
-def _enqueue_full(trait_id: int) -> None:
+def enqueue_compute(*, trait_id: int) -> None:
+    """Queue a full computation of a trait (after the caller's commit, when it has one)."""
     from profiles.tasks import compute_trait
 
     try:

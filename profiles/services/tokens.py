@@ -24,7 +24,9 @@ def token_hash(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def access_token_create(*, name: str, actor: Any = None, reason: str = "") -> tuple[AccessToken, str]:
+def access_token_create(
+    *, name: str, actor: Any = None, reason: str = "", can_write: bool = False
+) -> tuple[AccessToken, str]:
     """Create a token; returns the row and the token itself, which is stored only as its
     SHA-256 and cannot be shown again. Audited when a person (`actor`) creates it. Raises
     ValueError for an empty name."""
@@ -35,10 +37,15 @@ def access_token_create(*, name: str, actor: Any = None, reason: str = "") -> tu
     user = actor if getattr(actor, "pk", None) else None
     with transaction.atomic():
         token = AccessToken.objects.create(
-            name=name[:100], token_hash=token_hash(raw), prefix=raw[: len(TOKEN_PREFIX) + 4], created_by=user
+            name=name[:100],
+            token_hash=token_hash(raw),
+            prefix=raw[: len(TOKEN_PREFIX) + 4],
+            created_by=user,
+            can_write=can_write,
         )
         if user is not None:
-            audit_record(actor=user, action="add", target=token, reason=reason.strip() or "created")
+            audit_record(actor=user, action="add", target=token, reason=reason.strip() or "created",
+                         changes={"can_write": [None, can_write]})  # fmt: skip
     return token, raw
 
 

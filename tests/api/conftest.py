@@ -27,3 +27,8 @@ def get(client: Client, token: str) -> Callable[..., Any]:
         return client.get(path, params or None, headers=headers)  # None keeps a query string in `path`
 
     return _get
+
+
+@pytest.fixture
+def write_token(db: None) -> str:
+    return access_token_create(name="tests that write", can_write=True)[1]

@@ -64,6 +64,6 @@ def people(send):
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-def test_api_conforms_to_its_schema(case, token, people):
+def test_api_conforms_to_its_schema(case, write_token, people):
     with override_settings(CDP_API_RATE_LIMIT=100_000), keep_the_test_connection():
-        case.call_and_validate(headers={"Authorization": f"Bearer {token}"})
+        case.call_and_validate(headers={"Authorization": f"Bearer {write_token}"})
