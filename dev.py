@@ -100,8 +100,10 @@ def start(args: argparse.Namespace) -> int:
     if os.name == "nt":
         web = [str(PYTHON), str(ROOT / "manage.py"), "runserver", "--noreload", f"{args.host}:{args.port}"]
     else:
-        web = [str(PYTHON), "-m", "gunicorn", "cdp.wsgi", "--bind", f"{args.host}:{args.port}",
-               "--workers", str(args.workers), "--access-logfile", "-"]  # fmt: skip
+        # gunicorn.conf.py: an access log that never shows a secret (write keys, webhook secrets).
+        web = [str(PYTHON), "-m", "gunicorn", "cdp.wsgi", "--config", str(ROOT / "gunicorn.conf.py"),
+               "--bind", f"{args.host}:{args.port}", "--workers", str(args.workers),
+               "--access-logfile", "-"]  # fmt: skip
     children.append(subprocess.Popen(web, cwd=ROOT))
 
     def stop(*_: object) -> None:

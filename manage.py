@@ -7,6 +7,9 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cdp.settings")
+    # Commands (a migration, rebuild_identities) may run statements for minutes: no edge
+    # statement or lock timeouts (cdp/settings/timeouts.py).
+    os.environ.setdefault("CDP_DB_ROLE", "command")
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

@@ -24,7 +24,9 @@ web)
     # STATIC_ROOT is $CDP_VAR_DIR/static, on the volume: collected at every start so an
     # upgraded image never serves the previous release's files.
     python manage.py collectstatic --noinput
+    # gunicorn.conf.py: an access log that never shows a secret (write keys, webhook secrets).
     exec gunicorn cdp.wsgi:application \
+        --config gunicorn.conf.py \
         --bind "0.0.0.0:${PORT:-8000}" \
         --workers "${WEB_CONCURRENCY:-3}" \
         --worker-tmp-dir /dev/shm \

@@ -92,6 +92,7 @@ class SourceAdmin(AuditedModelAdmin[Source]):
             **self.admin_site.each_context(request),
             "title": "Ingest debugger",
             "rows": selectors.debugger_overview(),
+            "missed_pixels": selectors.debugger_missed_pixels(),
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/ingest/debugger_overview.html", context)

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
+from ingest.missed import missed_recent
 from ingest.models import IngestCounter, IngestNotice, RejectedMessage, Source
 from profiles.models import Event, EventBatch
 from profiles.selectors import batches_parked, batches_waiting, events_recent_for_source
@@ -98,3 +99,9 @@ def debugger_notices(*, source_id: int) -> list[Notice]:
 def debugger_parked(*, source_id: int) -> list[EventBatch]:
     """A source's batches parked after failing too often, with their errors."""
     return batches_parked(source_id=source_id)
+
+
+def debugger_missed_pixels() -> int:
+    """Pixel calls of the last 24 hours answered without being stored: the database was
+    unavailable (counted in the cache, so 0 if the cache cannot say)."""
+    return missed_recent(endpoint="pixel")

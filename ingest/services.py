@@ -2,7 +2,8 @@
 
 Each entry point (tracking API, pixel, tracked link) ends in `messages_ingest`, which
 stores the valid messages in one transaction, records every refused one in the ingest
-debugger, and after the commit hands the new event ids to the pipeline task.
+debugger, and after the commit hands the new batches to the pipeline (`ingest.handoff`:
+never on the request's critical section).
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from kombu.exceptions import OperationalError as BrokerError
 
 from ingest import links
 from ingest.counters import counters_add
+from ingest.handoff import enqueue_pipeline
 from ingest.messages import (
     MAX_MESSAGE_BYTES,
     MESSAGE_TYPES,
@@ -196,19 +197,6 @@ def messages_ingest(
     return Outcome(200, body, accepted, batches, rejections)
 
 
-def enqueue_pipeline(batch_ids: list[int]) -> None:
-    """Hand accepted batches to the pipeline. Runs after the commit, so a broker outage
-    loses nothing: the batches wait and `ingest.sweep_unprocessed` hands them over later."""
-    from ingest.tasks import process_events
-
-    try:
-        process_events.apply_async(
-            (batch_ids,), retry=True, retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
-        )
-    except (BrokerError, OSError):
-        logger.warning("Broker unavailable; %d batches left for the sweep.", len(batch_ids), exc_info=True)
-
-
 def batch_retry(*, batch_id: int, source_id: int, actor: Any, reason: str) -> bool:
     """Send a parked batch back to the pipeline (audited); returns whether it was parked."""
     with transaction.atomic():
@@ -327,6 +315,27 @@ def click_ingest(
 def _first(params: Mapping[str, list[str]], key: str) -> str | None:
     values = params.get(key)
     return values[-1] if values else None
+
+
+def body_too_large_record(
+    *,
+    endpoint: str,
+    write_key: str | None,
+    source_id: int | None,
+    received_at: datetime,
+    reason: str,
+    size: str,
+    client: str | None = None,
+) -> None:
+    """Keep a request refused for its size in the debugger (within the refusal caps), counted
+    as rejected for the source its URL (`source_id`) or write key names, if any. Nothing of
+    the body is kept: it was never read."""
+    if source_id is not None:
+        source = Source.objects.filter(pk=source_id, enabled=True).first()
+    else:
+        source = sources_by_key([write_key]).get(write_key or "")
+    refusal_record(source=source, endpoint=endpoint, received_at=received_at, code="payload_too_large", reason=reason,
+                   payload=f"(not kept: {size} bytes)", client=client)  # fmt: skip
 
 
 def tracked_link(

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from psycopg.pq import Format
 from psycopg.types.json import set_json_loads
 
@@ -29,3 +29,13 @@ def pg_cursor(*, parse_json: bool = False, binary: bool = False) -> Any:
     if binary:
         cursor.format = Format.BINARY
     return connection._prepare_cursor(cursor)  # type: ignore[attr-defined]
+
+
+# The database is away, or did not answer in time: a connection refused or lost, a
+# statement or lock timeout (all OperationalError), a connection already closed
+# (InterfaceError). Every API answers these 503 with Retry-After: nothing was stored, and
+# the same request can be sent again.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+# What the 503 asks a client to wait: PostgreSQL restarts in a few seconds, and an SDK that
+# honours it neither hammers a recovering server nor waits long after it is back.
+RETRY_AFTER_SECONDS = 5

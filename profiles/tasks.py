@@ -19,24 +19,26 @@ from profiles.services.feed import feed_consume, feed_sweep
 TRANSIENT = (OperationalError, InterfaceError)
 
 
-@shared_task(name="profiles.feed_sweep", acks_late=True, reject_on_worker_lost=True, time_limit=60)
+@shared_task(name="profiles.feed_sweep", acks_late=True, reject_on_worker_lost=True, soft_time_limit=45, time_limit=60)
 def sweep_feed() -> int:
     """Wake the change feed's consumers that are behind, and prune what all have passed."""
     return feed_sweep()
 
 
+# It hands over after 20 s, so 90 s is far past any healthy run.
 @shared_task(
     name="profiles.consume_feed", acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT,
-    retry_backoff=True, retry_jitter=True, max_retries=5, time_limit=120,  # it hands over after 20 s
+    retry_backoff=True, retry_jitter=True, max_retries=5, soft_time_limit=90, time_limit=120,
 )  # fmt: skip
 def consume_feed() -> int:
     """The computed-traits consumer of the change feed; returns how many changes it took."""
     return feed_consume(consumer="computed_traits", handle=computed_traits_consume)
 
 
+# A full run over millions of profiles takes minutes; 33 minutes means something is wrong.
 @shared_task(
     name="profiles.compute_trait", acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT,
-    retry_backoff=True, retry_jitter=True, max_retries=3, time_limit=35 * 60,  # a full run's statements: 30 min
+    retry_backoff=True, retry_jitter=True, max_retries=3, soft_time_limit=33 * 60, time_limit=35 * 60,
 )  # fmt: skip
 def compute_trait(trait_id: int, scope: str = "full") -> int:
     """Recompute one computed trait (`full`, or `schedule`: what time changed); returns how
@@ -45,7 +47,9 @@ def compute_trait(trait_id: int, scope: str = "full") -> int:
     return result.changed if result else 0
 
 
-@shared_task(name="profiles.compute_traits_due", acks_late=True, reject_on_worker_lost=True, time_limit=60)
+@shared_task(
+    name="profiles.compute_traits_due", acks_late=True, reject_on_worker_lost=True, soft_time_limit=45, time_limit=60
+)
 def compute_traits_due() -> int:
     """Enqueue the scheduled recomputes that are due; returns how many."""
     due = computed_traits_due()
@@ -55,6 +59,8 @@ def compute_traits_due() -> int:
     return len(due)
 
 
-@shared_task(name="profiles.prune_trait_changes", acks_late=True, reject_on_worker_lost=True, time_limit=600)
+@shared_task(
+    name="profiles.prune_trait_changes", acks_late=True, reject_on_worker_lost=True, soft_time_limit=540, time_limit=600
+)
 def prune_trait_changes() -> int:
     return computed_trait_changes_prune()

@@ -10,6 +10,12 @@
 | DEBUG               | false                                                   |
 | CDP_CELERY_EAGER    | false: tasks run inline where no worker can run         |
 | CDP_VAR_DIR         | `var/` beside manage.py                                 |
+| CDP_BEHIND_PROXY    | false: trust X-Forwarded-Proto only when true           |
+
+Timeouts (what happens in each outage: README, "Operations"): PostgreSQL connections get
+`CDP_DB_CONNECT_TIMEOUT` (3 s) and, unless `CDP_DB_ROLE=command` (manage.py's default),
+the edge's statement and lock timeouts; resolution and the full rebuild set their own per
+transaction. The broker, the cache and the rate limiter get short socket timeouts.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import dj_database_url
 import django_stubs_ext
 
 from cdp.beat import SCHEDULE
+from cdp.settings.timeouts import BROKER_TRANSPORT_OPTIONS, CACHE_OPTIONS, database_timeouts
 
 # Lets `admin.ModelAdmin[Source]` and friends be subscripted at run time, for mypy.
 django_stubs_ext.monkeypatch()
@@ -37,6 +44,11 @@ def env_bool(name: str, default: bool = False) -> bool:
     if value is None or value == "":
         return default
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
@@ -59,6 +71,12 @@ DEBUG = env_bool("DEBUG")
 SECRET_KEY = os.environ.get("SECRET_KEY") or _embedded_secret_key()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Only a proxy in front (which sets the header and strips a client's own) may say that a
+# request came over HTTPS: trusted blindly, any client could claim it.
+CDP_BEHIND_PROXY = env_bool("CDP_BEHIND_PROXY")
+if CDP_BEHIND_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -90,6 +108,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so it sees a view's exception first: a plain 503 when the database is away.
+    "cdp.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "cdp.urls"
@@ -133,14 +153,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # A file, not memory, so a live server and a Celery worker thread see the test data.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+else:
+    DATABASES["default"]["OPTIONS"] = database_timeouts(os.environ, DATABASES["default"].get("OPTIONS") or {})
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache --------------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Every Redis client of the app but the broker's (the cache, the API's rate limiter).
+CDP_REDIS_TIMEOUT = CACHE_OPTIONS["socket_timeout"]
 CACHES: dict[str, dict[str, Any]] = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "OPTIONS": CACHE_OPTIONS}
         if REDIS_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
@@ -159,6 +183,11 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = dict(BROKER_TRANSPORT_OPTIONS)
+# The edge's publish of a batch to the pipeline, after the commit (ingest/handoff.py): a
+# broker that stalls or refuses costs a request at most this, then the batch is owed.
+CDP_BROKER_PUBLISH_TIMEOUT = env_float("CDP_BROKER_PUBLISH_TIMEOUT", 0.05)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CDP_CELERY_EAGER")
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_IGNORE_RESULT = True
@@ -171,6 +200,21 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 # (CONN_MAX_AGE and the health check apply).
 CELERY_DB_REUSE_MAX = 500
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker waits out a broker outage of any length and reconnects by itself (Celery's
+# default gives up after 100 attempts, about 50 minutes, and the worker exits).
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# Every task is idempotent (tests run each twice): acknowledged once done, so a task in
+# flight on a worker that dies is delivered again; a lost child process requeues it at once.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Tasks keep running when the broker connection drops: their database work is whole, and
+# an acknowledgement lost with the connection only means a harmless redelivery.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# A ceiling for any task that sets none (each of ours sets its own, ingest/tasks.py). Only
+# the prefork pool enforces it; `--pool solo` (dev.py start) cannot interrupt a task.
+CELERY_TASK_SOFT_TIME_LIMIT = 300
+CELERY_TASK_TIME_LIMIT = 360
 CELERY_BEAT_SCHEDULE = SCHEDULE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = "UTC"
@@ -251,8 +295,24 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # runserver's request log (dev.py start on Windows) without secret query values;
+    # gunicorn's access log is redacted by gunicorn.conf.py.
+    "filters": {"redact_request_line": {"()": "cdp.logredact.RedactRequestLine"}},
+    "formatters": {
+        "django.server": {"()": "django.utils.log.ServerFormatter", "format": "[{server_time}] {message}", "style": "{"}
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler"},
+        "django.server": {
+            "class": "logging.StreamHandler",
+            "formatter": "django.server",
+            "filters": ["redact_request_line"],
+        },
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
+    },
 }
 CDP_PUBLIC_URL = os.environ.get("CDP_PUBLIC_URL", "http://localhost:8000").rstrip("/")

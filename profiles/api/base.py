@@ -4,6 +4,7 @@ shape `{"error": {"code", "message"}}`, and the `Request-Id` header."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -16,6 +17,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from profiles.api.auth import AccessTokenAuthentication, HasAccessToken, TokenRateThrottle
+from profiles.db import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS
+
+logger = logging.getLogger(__name__)
 
 _CODES = {
     400: "validation_error",
@@ -26,7 +30,14 @@ _CODES = {
     406: "invalid_request_error",
     415: "invalid_request_error",
     429: "rate_limit_error",
+    503: "service_unavailable",
 }
+
+
+class DatabaseUnavailable(exceptions.APIException):
+    status_code = 503
+    default_detail = f"The database is unavailable. Retry after {RETRY_AFTER_SECONDS} seconds."
+    default_code = "service_unavailable"
 
 
 def _message(detail: Any) -> str:
@@ -52,8 +63,12 @@ def _flatten(detail: Any, path: str) -> list[str]:
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Every API error as `{"error": {"code", "message"}}` (the Segment Profile API's shape).
-    Anything not an API error is left to Django (a 500, which is a bug)."""
-    if isinstance(exc, Http404):
+    The database away (refused, lost, timed out) is a 503 `service_unavailable` with
+    Retry-After. Anything else not an API error is left to Django (a 500, which is a bug)."""
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        logger.warning("Database unavailable: %s answered 503.", context.get("request"), exc_info=exc)
+        exc = DatabaseUnavailable()
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or "Not found.")
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
@@ -64,6 +79,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         headers["WWW-Authenticate"] = exc.auth_header
     if getattr(exc, "wait", None):
         headers["Retry-After"] = str(max(1, round(exc.wait)))
+    if isinstance(exc, DatabaseUnavailable):
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     code = _CODES.get(exc.status_code, "invalid_request_error")
     if isinstance(exc, exceptions.Throttled):
         message = "Too many requests for this access token; retry after the Retry-After seconds."

@@ -60,7 +60,7 @@ class ProfileSearchView(ApiView):
         "`trait:value` (a trait equal to a value), or a fragment (3+ characters) of an email or a trait value; "
         "any other text also matches identifiers equal to it.",
         parameters=[schemas.SearchQuery],
-        responses={200: schemas.ProfilePage, **schemas.errors(400, 401, 403, 429)},
+        responses={200: schemas.ProfilePage, **schemas.errors(400, 401, 403, 429, 503)},
     )
     def get(self, request: Request) -> Response:
         params = query(schemas.SearchQuery, request)
@@ -84,7 +84,7 @@ class ProfileView(ApiView):
         tags=[TAG],
         summary="A profile",
         parameters=[REF],
-        responses={200: schemas.ProfileOut, **schemas.errors(400, 401, 403, 404, 429)},
+        responses={200: schemas.ProfileOut, **schemas.errors(400, 401, 403, 404, 429, 503)},
     )
     def get(self, request: Request, ref: str) -> Response:
         return Response(shapes.profile(resolve(ref)))
@@ -97,7 +97,7 @@ class ProfileEventsView(ApiView):
         description="Newest first (or `order=asc`), paged by cursor: pages neither repeat nor skip while events "
         "arrive.",
         parameters=[REF, schemas.RestEventsQuery],
-        responses={200: schemas.RestEventPage, **schemas.errors(400, 401, 403, 404, 429)},
+        responses={200: schemas.RestEventPage, **schemas.errors(400, 401, 403, 404, 429, 503)},
     )
     def get(self, request: Request, ref: str) -> Response:
         params = query(schemas.RestEventsQuery, request)
@@ -127,7 +127,7 @@ class ProfileIdentitiesView(ApiView):
         summary="A profile's identifiers, with where each came from",
         description="All of them (a profile holds at most 1,000), oldest first.",
         parameters=[REF],
-        responses={200: schemas.IdentityList, **schemas.errors(400, 401, 403, 404, 429)},
+        responses={200: schemas.IdentityList, **schemas.errors(400, 401, 403, 404, 429, 503)},
     )
     def get(self, request: Request, ref: str) -> Response:
         profile = resolve(ref)
@@ -142,7 +142,7 @@ class ProfileMergesView(ApiView):
         description="Identifiers with provenance, merges, demotions and staff actions (splits, removals, "
         "manual merges), oldest first.",
         parameters=[REF],
-        responses={200: schemas.ExplanationBody, **schemas.errors(400, 401, 403, 404, 429)},
+        responses={200: schemas.ExplanationBody, **schemas.errors(400, 401, 403, 404, 429, 503)},
     )
     def get(self, request: Request, ref: str) -> Response:
         profile = resolve(ref)

@@ -303,6 +303,7 @@ def errors(*codes: int) -> dict[int, OpenApiResponse]:
         403: "A method other than GET or HEAD: tokens are read-only.",
         404: "No such space, collection or profile (`not_found`).",
         429: "Over the per-token rate limit (`rate_limit_error`); see Retry-After.",
+        503: "The database is unavailable (`service_unavailable`); retry after the Retry-After seconds.",
     }
     example = OpenApiExample(
         "not found", value={"error": {"code": "not_found", "message": "Profile was not found."}}, status_codes=["404"]

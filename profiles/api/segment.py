@@ -108,7 +108,7 @@ def _schema(body: Any, *, summary: str, parameters: Any = None) -> Any:
         tags=[TAG],
         summary=summary,
         parameters=[*PATH_PARAMETERS, *([parameters] if parameters else [])],
-        responses={200: body, **schemas.errors(400, 401, 403, 404, 429)},
+        responses={200: body, **schemas.errors(400, 401, 403, 404, 429, 503)},
     )
 
 

@@ -17,6 +17,15 @@ from django.db import connection
 
 from profiles.db import pg_cursor
 
+# A resolution statement takes 1-90 ms (measured mid-run on 672k events, the slowest a
+# merge re-pointing its events); a minute is a plan gone wrong, not a busy machine. The
+# error is transient: the task retries.
+RESOLUTION_STATEMENT_TIMEOUT_MS = 60_000
+# Resolution waits on another worker's transaction (~100 ms) in its second pass. Twenty
+# seconds means something else holds the identity tables, such as `rebuild_identities`:
+# the task gives up (LockNotAvailable, transient) and retries later.
+RESOLUTION_LOCK_TIMEOUT_MS = 20_000
+
 
 def resolution_settings() -> None:
     """The settings of a resolution transaction, on PostgreSQL, in one statement. Only in
@@ -35,12 +44,17 @@ def resolution_settings() -> None:
     never come where autovacuum is off), and with its default guesses an `= ANY` of a few
     hundred keys, or a join with an `unnest` of them, looked cheaper as a full scan:
     measured mid-run, identities by profile and a merge's re-pointing of events flipped to
-    sequential scans of the whole table (50-90 ms a statement instead of 1-5)."""
+    sequential scans of the whole table (50-90 ms a statement instead of 1-5).
+
+    Give its statements and lock waits their own, longer limits than the edge's (the
+    connection's): see RESOLUTION_STATEMENT_TIMEOUT_MS and RESOLUTION_LOCK_TIMEOUT_MS."""
     if connection.vendor == "postgresql" and len(connection.atomic_blocks) == 1:
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT set_config('synchronous_commit', 'off', true), set_config('enable_seqscan', 'off', true), "
-                "set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
+                "set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true), "
+                f"set_config('statement_timeout', '{RESOLUTION_STATEMENT_TIMEOUT_MS}', true), "
+                f"set_config('lock_timeout', '{RESOLUTION_LOCK_TIMEOUT_MS}', true)"
             )
 
 

@@ -22,6 +22,8 @@ for the disk, so that is well under a millisecond.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import time
 from collections import Counter
@@ -32,6 +34,7 @@ from typing import Any
 
 import redis
 from celery import current_app
+from django.apps import apps
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
@@ -171,13 +174,23 @@ _consumers: tuple[float, list[tuple[str, str]]] = (0.0, [])
 def _registered() -> list[tuple[str, str]]:
     """(name, task) of every consumer, read at most every 30 s (they change with releases)."""
     global _consumers
-    if not _consumers[1]:
-        # The consumers' task modules, so that a web process (which imports no tasks by
-        # itself) enqueues them as tasks it knows: Celery's autodiscovery, on demand.
-        current_app.loader.import_default_modules()
     if time.monotonic() - _consumers[0] > 30 or not _consumers[1]:
         _consumers = (time.monotonic(), list(FeedConsumer.objects.order_by("name").values_list("name", "task")))
     return _consumers[1]
+
+
+def _task(name: str) -> Any:
+    """The registered task `name`, importing the apps' `tasks` modules when it is not yet
+    known (a web process imports none by itself). Not Celery's `import_default_modules`: in
+    a worker its signal re-runs `django.setup()`, which resets the worker's logging."""
+    task = current_app.tasks.get(name)
+    if task is None:
+        for config in apps.get_app_configs():
+            module = f"{config.name}.tasks"
+            if importlib.util.find_spec(module) is not None:
+                importlib.import_module(module)
+        task = current_app.tasks.get(name)
+    return task
 
 
 def feed_wake(names: Sequence[str] | None = None) -> None:
@@ -191,7 +204,7 @@ def feed_wake(names: Sequence[str] | None = None) -> None:
                 continue  # woken a moment ago: that task, or the one running, reads this change too
         except _CACHE_ERRORS:  # a cache that is down must not block the wake: wake without the guard
             logger.warning("Feed wake without the cache's guard.", exc_info=True)
-        task = current_app.tasks.get(task_name)
+        task = _task(task_name)
         try:
             if task is not None:
                 task.apply_async()

@@ -8,12 +8,12 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import networkx as nx
 from django.contrib.auth.models import User
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from profiles.identity.extract import EVENT_COLUMNS, event_message
@@ -253,6 +253,15 @@ def profile_merge(*, profile_ids: Sequence[int], actor: Actor, reason: str, over
 # --- Rebuild -------------------------------------------------------------------------------
 
 
+# How long a rebuild waits for the identity tables: resolution's transactions hold them for
+# ~0.1-1 s each, and stop taking new ones while the rebuild waits in the lock queue.
+REBUILD_LOCK_TIMEOUT = timedelta(seconds=30)
+
+
+class RebuildLocked(Exception):
+    """The rebuild could not lock the identity tables in time; nothing was changed."""
+
+
 @dataclass(frozen=True)
 class RebuildResult:
     events: int
@@ -262,20 +271,40 @@ class RebuildResult:
 
 
 def identities_rebuild(
-    *, actor: Actor = None, reason: str = "rebuild", progress: Callable[[int], None] | None = None
+    *,
+    actor: Actor = None,
+    reason: str = "rebuild",
+    progress: Callable[[int], None] | None = None,
+    lock_timeout: timedelta = REBUILD_LOCK_TIMEOUT,
 ) -> RebuildResult:
     """Replay the whole event log in timestamp order into a fresh graph.
 
     Identities, links and demotions are rebuilt; splits are kept (their sides are applied
     to the replay). Old profiles become tombstones pointing at the new profile holding most
     of their events, so every old `use_` id still resolves. Blocks resolution while it runs
-    (it locks the identity tables). `progress(n)` is called as events are read."""
+    (it locks the identity tables: resolution's tasks wait up to their lock timeout, then
+    retry; no event is lost). Waits at most `lock_timeout` for that lock, else raises
+    `RebuildLocked` and changes nothing. No statement timeout: the replay takes as long as
+    the log needs. `progress(n)` is called as events are read."""
     rules = identity_rules()
     now = timezone.now()
     with transaction.atomic():
         if connection.vendor == "postgresql":
             tables = ", ".join(m._meta.db_table for m in (Profile, Identity, IdentityLink, Demotion))
-            connection.cursor().execute(f"LOCK TABLE {tables} IN EXCLUSIVE MODE")
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', '0', true)",
+                    [str(max(1, int(lock_timeout.total_seconds() * 1000)))],
+                )
+                try:
+                    cursor.execute(f"LOCK TABLE {tables} IN EXCLUSIVE MODE")
+                except OperationalError as exc:
+                    raise RebuildLocked(
+                        f"The identity tables stayed locked for {lock_timeout.total_seconds():g} s (a resolution "
+                        "transaction or a staff action holds them); nothing was changed. Try again, or give a "
+                        "longer --lock-timeout."
+                    ) from exc
+                cursor.execute("SELECT set_config('lock_timeout', '0', true)")
         labels = {
             (k, v): {int(s): side for s, side in sep.items()}
             for k, v, sep in Identity.objects.exclude(separations={}).values_list("kind", "value", "separations")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection, transaction
@@ -114,7 +114,7 @@ def test_constants_are_written_to_every_row_inserted_or_updated():
 def test_events_are_written_with_the_time_they_were_processed(post, source):
     batch = [{"type": "track", "anonymousId": "null", "event": "Blocked only"}, {"type": "page", "anonymousId": "a1"}]
     post("/v1/batch", {"batch": batch}, key=source.write_key, process=False)
-    at = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+    at = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)  # after it was received
     assert batches_resolve(batch_ids=[EventBatch.objects.get().id], processed_at=at).processed == 2
     blocked, page = Event.objects.order_by("id")
     assert (blocked.processed_at, page.processed_at) == (at, at)

@@ -30,6 +30,7 @@ def _fresh_process(monkeypatch: pytest.MonkeyPatch) -> None:
     looked at first for a while after a duplicate: start afresh."""
     monkeypatch.setattr(resolution, "_frontier", 0)
     monkeypatch.setattr(resolution, "_check_log_until", 0.0)
+    monkeypatch.setattr(resolution, "_looked_behind", 0.0)
 
 
 def connect_other() -> psycopg.Connection:
@@ -65,6 +66,31 @@ def test_a_task_takes_the_backlog_accepted_after_its_batch(source):
     assert Event.objects.filter(profile__isnull=False, processed_at__isnull=False).count() == 500
     # The later batches' own tasks find nothing left.
     assert [events_process(batch_ids=[b]).processed for b in later] == [0, 0, 0, 0]
+
+
+@pytest.mark.django_db
+def test_a_batch_whose_task_was_lost_is_taken_by_a_later_task_within_seconds(source, monkeypatch):
+    """A batch behind the tasks that run (its task lost with a worker, or never published):
+    a later task's backlog claim looks behind its own batch every LOOK_BEHIND_EVERY."""
+    orphan = accepted(source.pk, 100, "lost")
+    mine = accepted(source.pk, 100, "a")
+    monkeypatch.setattr(resolution, "_looked_behind", time.monotonic())  # looked just now
+
+    assert events_process(batch_ids=[mine]).processed == 100
+    assert list(EventBatch.objects.values_list("id", flat=True)) == [orphan]
+
+    monkeypatch.setattr(resolution, "_looked_behind", time.monotonic() - resolution.LOOK_BEHIND_EVERY)
+    later = accepted(source.pk, 100, "b")
+    assert events_process(batch_ids=[later]).processed == 200
+    assert not EventBatch.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_event_is_never_processed_before_it_was_received(source):
+    """A task's backlog claim can take a batch accepted after the task began."""
+    later = accepted(source.pk, 5, "a")  # received at T0
+    batches_resolve(batch_ids=[later], processed_at=T0 - timedelta(seconds=1))
+    assert {e.processed_at for e in Event.objects.all()} == {T0}
 
 
 @pytest.mark.django_db

@@ -176,7 +176,31 @@ def test_rebuild_command_prints_a_summary(send):
     send(identify("u1", "a1"))
     out = StringIO()
     call_command("rebuild_identities", "--no-progress", stdout=out)
+    assert "Resolution is blocked until this finishes" in out.getvalue()
     assert "Rebuilt 1 events into 1 profiles with 2 identifiers" in out.getvalue()
+
+
+@pytest.mark.postgres
+def test_rebuild_gives_up_after_its_lock_timeout_and_changes_nothing(send):
+    """Another transaction writing the identity tables (a resolution, a staff split) holds
+    them: the rebuild waits --lock-timeout, then says so and leaves the graph alone."""
+    import time
+
+    import psycopg
+    from django.core.management.base import CommandError
+    from django.db import connection
+
+    send(identify("u1", "a1"))
+    before = partition()
+    params = connection.get_connection_params()
+    with psycopg.connect(**{k: v for k, v in params.items() if k != "cursor_factory"}) as other:
+        other.execute("LOCK TABLE profiles_identity IN ROW EXCLUSIVE MODE")  # as a writer holds it
+        start = time.monotonic()
+        with pytest.raises(CommandError, match=r"locked for 0.5 s.*--lock-timeout"):
+            call_command("rebuild_identities", "--no-progress", "--lock-timeout", "0.5", stdout=StringIO())
+        waited = time.monotonic() - start
+    assert 0.5 <= waited < 5
+    assert partition() == before and not IdentityAudit.objects.filter(action="rebuild").exists()
 
 
 def test_admin_identity_page_split_and_merge(wrong_merge, admin_client, send):
