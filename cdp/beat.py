@@ -9,8 +9,6 @@ SCHEDULE = {
         "task": "profiles.feed_sweep",
         "schedule": timedelta(seconds=10),
     },
-    # Events whose pipeline task was lost (a worker crash, a broker restart) are handed to
-    # the pipeline again. Two minutes of grace keeps it clear of tasks still in flight.
     # Time-dependent computed traits (windows, decaying scores) whose schedule has come
     # (each trait says how often: hourly by default) are recomputed.
     "profiles-compute-traits-due": {
@@ -22,6 +20,8 @@ SCHEDULE = {
         "task": "profiles.prune_trait_changes",
         "schedule": timedelta(hours=24),
     },
+    # Events whose pipeline task was lost (a worker crash, a broker restart) are handed to
+    # the pipeline again. Two minutes of grace keeps it clear of tasks still in flight.
     "ingest-sweep-unprocessed": {
         "task": "ingest.sweep_unprocessed",
         "schedule": timedelta(minutes=1),
