@@ -15,6 +15,12 @@ SCHEDULE = {
         "task": "profiles.compute_traits_due",
         "schedule": timedelta(minutes=5),
     },
+    # Audiences that time alone can change (windows, funnels, relative dates) are
+    # recomputed on their own schedule (every 15 minutes by default).
+    "audiences-compute-due": {
+        "task": "audiences.compute_due",
+        "schedule": timedelta(minutes=1),
+    },
     # Recorded changes of computed trait values are kept CDP_TRAIT_CHANGES_KEEP_DAYS.
     "profiles-prune-trait-changes": {
         "task": "profiles.prune_trait_changes",
