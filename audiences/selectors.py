@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.db import connection
 from django.utils import timezone
@@ -79,7 +80,7 @@ def audience_sizes(*, audience_id: int, days: int = 90, now: datetime | None = N
             "AND m.entered_at <= d.at AND (m.exited_at IS NULL OR m.exited_at > d.at)) "
             "FROM unnest(%s::timestamptz[]) AS d(at) ORDER BY d.at"
         )
-        params: list[object] = [audience_id, ends]
+        params: list[Any] = [audience_id, ends]
     else:
         listed = "[" + ",".join(f'"{connection.ops.adapt_datetimefield_value(e)}"' for e in ends) + "]"
         sql = (
