@@ -425,6 +425,7 @@ def _current(audience_id: int, scope: Sequence[int] | None) -> set[int]:
 
 
 def _close(audience_id: int, profile_ids: Sequence[int], now: datetime, why: Any) -> None:
+    at = connection.ops.adapt_datetimefield_value(now)  # SQLite: naive UTC text, as Django writes it
     for start in range(0, len(profile_ids), 5000):
         chunk = profile_ids[start : start + 5000]
         where, params = _ids_where("profile_id", chunk)
@@ -436,14 +437,14 @@ def _close(audience_id: int, profile_ids: Sequence[int], now: datetime, why: Any
                 cursor.execute(
                     f"UPDATE {Membership._meta.db_table} SET exited_at = %s, exit_cause = %s "
                     f"WHERE audience_id = %s AND exited_at IS NULL AND {where}",
-                    [now, causes.pop(), audience_id, *params],
+                    [at, causes.pop(), audience_id, *params],
                 )
             else:
                 for pid in chunk:
                     cursor.execute(
                         f"UPDATE {Membership._meta.db_table} SET exited_at = %s, exit_cause = %s "
                         "WHERE audience_id = %s AND exited_at IS NULL AND profile_id = %s",
-                        [now, why(pid)[:200], audience_id, pid],
+                        [at, why(pid)[:200], audience_id, pid],
                     )
 
 

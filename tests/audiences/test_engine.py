@@ -9,7 +9,7 @@ import pytest
 
 from audiences.models import AudienceChange, Membership
 from audiences.services import audience_compute
-from tests.audiences.conftest import NOW, members, page, track
+from tests.audiences.conftest import NOW, ago, members, page, track
 
 pytestmark = pytest.mark.django_db
 
@@ -76,3 +76,120 @@ def test_time_passing_moves_people(people, define):
     audience_compute(audience_id=frequent.pk, cause="time", now=NOW + timedelta(days=26))
     assert members("frequent") == set()  # ivy's views left the 30 days
     assert Membership.objects.get(audience=frequent).exit_cause == "time"
+
+
+@pytest.fixture
+def staff_user():
+    from django.contrib.auth.models import User
+
+    return User.objects.create_superuser("staff", "s@x.io", "pw")
+
+
+def test_a_merge_never_enters_the_person_twice(send, define, staff_user, django_capture_on_commit_callbacks):
+    from profiles.models import Identity, Profile
+    from profiles.services.identity_ops import profile_split
+
+    send(track("ann", "Email Opened", 3), {"type": "track", "anonymousId": "phone", "event": "Email Opened",
+                                           "timestamp": ago(2)})  # fmt: skip
+    audience = define(key="openers", rule={"event": "Email Opened"}, include_anonymous=True)
+    ann = Identity.objects.get(value="ann").profile_id
+    phone = Identity.objects.get(value="phone").profile_id
+    assert AudienceChange.objects.filter(audience=audience, entered=True).count() == 2
+
+    send({"type": "identify", "userId": "ann", "anonymousId": "phone", "timestamp": ago(0)})  # merges them
+    assert members("openers") == {"ann"}
+    assert AudienceChange.objects.filter(audience=audience).count() == 2, "no new entry, no exit: the same person"
+    loser = Membership.objects.get(audience=audience, profile_id=phone)
+    assert loser.exit_cause == f"merged into {Profile.objects.get(pk=ann).key}"
+    audience.refresh_from_db()
+    assert audience.size == 1
+
+    with django_capture_on_commit_callbacks(execute=True):  # the split commits: the consumers are woken
+        result = profile_split(profile_id=ann, identifiers=[("anonymous_id", "phone")], actor=staff_user, reason="t")
+    other = result.profile_ids[1]
+    assert members("openers") == {"ann", "phone"}  # both sides re-evaluated: each has its open
+    assert AudienceChange.objects.get(audience=audience, profile_id=other).cause == "split"
+
+
+def test_an_exit_after_a_merge_is_one_exit(send, define):
+    send(track("ann", "Email Opened", 3), {"type": "track", "anonymousId": "phone", "event": "Order Completed",
+                                           "timestamp": ago(2)})  # fmt: skip
+    audience = define(key="openers_not_buyers", include_anonymous=True,
+                      rule={"all": [{"event": "Email Opened"}, {"not": {"event": "Order Completed"}}]})  # fmt: skip
+    assert members("openers_not_buyers") == {"ann"}
+    send({"type": "identify", "userId": "ann", "anonymousId": "phone", "timestamp": ago(0)})
+    assert members("openers_not_buyers") == set()
+    assert [(c.entered, c.cause) for c in AudienceChange.objects.filter(audience=audience).order_by("id")] == [
+        (True, "rule v1"), (False, "merge")]  # fmt: skip
+
+
+def test_anonymous_people_count_only_when_asked(send, define):
+    send({"type": "track", "anonymousId": "a1", "event": "Email Opened", "timestamp": ago(1)},
+         track("ann", "Email Opened", 1))  # fmt: skip
+    define(key="known", rule={"event": "Email Opened"})
+    define(key="everyone", rule={"event": "Email Opened"}, include_anonymous=True)
+    assert members("known") == {"ann"} and members("everyone") == {"ann", "a1"}
+
+
+def test_a_deleted_profile_leaves_with_an_exit(send, define, staff_user, django_capture_on_commit_callbacks):
+    from profiles.models import Identity
+    from profiles.services.privacy import profile_delete
+
+    send(track("ann", "Email Opened", 1))
+    audience = define(key="openers", rule={"event": "Email Opened"})
+    ann = Identity.objects.get(value="ann").profile_id
+    with django_capture_on_commit_callbacks(execute=True):
+        profile_delete(profile_id=ann, actor=staff_user, reason="GDPR request")
+    assert members("openers") == set()
+    assert AudienceChange.objects.filter(audience=audience, entered=False).get().cause == "deleted"
+
+
+def test_who_was_in_on_a_past_day_and_sizes(people, define, send):
+    from audiences.selectors import audience_sizes, members_at
+
+    audience = define(key="opened_not_bought", rule=OPENED_NOT_BOUGHT)
+    joined = Membership.objects.get(audience=audience).entered_at
+    send(track("ann", "Order Completed", 0))
+    left = Membership.objects.get(audience=audience).exited_at
+    assert [m.profile_id for m in members_at(audience_id=audience.pk, at=joined + (left - joined) / 2)] == [
+        Membership.objects.get(audience=audience).profile_id]  # fmt: skip
+    assert members_at(audience_id=audience.pk, at=left) == [] == members_at(audience_id=audience.pk)
+    assert members_at(audience_id=audience.pk, at=joined - timedelta(seconds=1)) == []
+    sizes = audience_sizes(audience_id=audience.pk, days=3)
+    assert [n for _, n in sizes] == [0, 0, 0] and len({d for d, _ in sizes}) == 3
+
+
+def test_a_rule_change_is_a_version_and_recomputes(people, define, django_capture_on_commit_callbacks):
+    from audiences.models import AudienceVersion
+    from audiences.services import audience_update
+
+    audience = define(key="frequent", rule=FREQUENT)
+    with django_capture_on_commit_callbacks(execute=True):
+        audience_update(key="frequent", data={"rule": {**FREQUENT, "count": {"op": ">=", "value": 4}}}, reason="looser")
+    audience.refresh_from_db()
+    assert audience.version == 2 and audience.status == "live"
+    assert members("frequent") == {"ivy", "jon"}
+    assert list(AudienceVersion.objects.filter(audience=audience).values_list("version", "reason")) == [
+        (2, "looser"), (1, "")]  # fmt: skip
+    assert AudienceChange.objects.get(audience=audience, profile_id__in=Membership.objects.filter(
+        entry_cause="rule v2").values("profile_id")).cause == "rule v2"  # fmt: skip
+
+
+def test_the_compute_audiences_command_equals_real_time(people, define, send):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from audiences.models import AudienceMember
+
+    define(key="opened_not_bought", rule=OPENED_NOT_BOUGHT)
+    define(key="frequent", rule=FREQUENT)
+    define(key="both", rule={"any": [{"audience": "opened_not_bought"}, {"audience": "frequent"}]})
+    send(track("ann", "Order Completed", 0), track("kim", "Email Opened", 0), page("jon", 0))
+    real_time = {key: members(key) for key in ("opened_not_bought", "frequent", "both")}
+    assert real_time == {"opened_not_bought": {"kim"}, "frequent": {"ivy", "jon"}, "both": {"kim", "ivy", "jon"}}
+    AudienceMember.objects.all().delete()
+    out = StringIO()
+    call_command("compute_audiences", "--no-progress", stdout=out)
+    assert {key: members(key) for key in real_time} == real_time
+    assert out.getvalue().index("opened_not_bought") < out.getvalue().index("both")  # after what it references
