@@ -116,6 +116,8 @@ class _Builder:
         """Profiles by how many qualifying instances of the event they have: `>= N` and
         `= N` (N ≥ 1) are the set itself; `<= N` and `= 0` are the complement of `> N`."""
         op, n = node.count_op, node.count
+        if op == ">=" and n == 0:
+            return Sql("(1 = 1)")  # everyone has at least none
         if op == "=" and n == 0:
             op, n = "<=", 0
         if op == "<=":
