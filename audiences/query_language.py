@@ -425,7 +425,8 @@ class _Parser:
             op = _SUGAR[self.next().text]
         elif self.at(".") and self.ahead(1).word in _NAMED:
             self.next()
-            op = _NAMED[self.next().word]
+            t = self.next()
+            op = _NAMED[t.word]
             self.expect("(", "after the comparison's name")
             closing = True
         else:
@@ -579,14 +580,15 @@ def format_query(tree: Mapping[str, Any]) -> str | None:
     """The query for a tree, canonical (parentheses only where needed); None when the language
     has no form for it, or it is not a rule tree. `parse_query` reads it back as the tree."""
     try:
-        return _format(tree, 0)[0]
+        return _format(tree, 0, 0)
     except _Inexpressible:
         return None
 
 
-def _format(node: Any, depth: int) -> tuple[str, int]:
-    """The text and its binding: 0 an OR, 1 an AND, 2 a NOT or a condition."""
-    if depth >= MAX_NESTING or not isinstance(node, Mapping):
+def _format(node: Any, depth: int, level: int) -> str:
+    """`depth` counts NOTs and parentheses as `parse_query` does; `level` every node, which keeps
+    the recursion bounded (a parsed tree is at most about twice MAX_NESTING levels deep)."""
+    if depth >= MAX_NESTING or level >= 3 * MAX_NESTING or not isinstance(node, Mapping):
         raise _Inexpressible
     keys = set(node)
     if keys in ({"all"}, {"any"}):
@@ -595,28 +597,38 @@ def _format(node: Any, depth: int) -> tuple[str, int]:
         if not children:
             raise _Inexpressible
         if len(children) == 1:
-            return _format(children[0], depth)
-        binding = 1 if kind == "all" else 0
-        word = " AND " if kind == "all" else " OR "
-        return word.join(_operand(child, binding, depth) for child in children), binding
+            return _format(children[0], depth, level + 1)
+        binding, word = (1, " AND ") if kind == "all" else (0, " OR ")
+        return word.join(_operand(child, binding, depth, level + 1) for child in children)
     if keys == {"not"}:
-        return "NOT " + _operand(node["not"], 2, depth + 1), 2
+        return "NOT " + _operand(node["not"], 2, depth + 1, level + 1)
     if "event" in keys:
-        return _event(node), 2
+        return _event(node)
     if "trait" in keys:
-        return _comparison(node, "trait"), 2
+        return _comparison(node, "trait")
     if keys == {"audience", "member"} and isinstance(node["member"], bool):
-        return f"audience({_quote(node['audience'])})" + ("" if node["member"] else " = false"), 2
+        return f"audience({_quote(node['audience'])})" + ("" if node["member"] else " = false")
     raise _Inexpressible
 
 
-def _operand(node: Any, binding: int, depth: int) -> str:
-    text, own = _format(node, depth)
-    if own >= binding:
-        return text
-    if depth + 1 >= MAX_NESTING:
-        raise _Inexpressible
-    return f"({text})"
+def _operand(node: Any, binding: int, depth: int, level: int) -> str:
+    """A junction's child or NOT's operand, in parentheses when it binds looser than `binding`."""
+    if _binding(node) >= binding:
+        return _format(node, depth, level)
+    return f"({_format(node, depth + 1, level)})"
+
+
+def _binding(node: Any) -> int:
+    """How a node's text binds: 0 an OR, 1 an AND, 2 a NOT or a condition."""
+    for _ in range(3 * MAX_NESTING):
+        if not (isinstance(node, Mapping) and set(node) in ({"all"}, {"any"})):
+            return 2
+        kind = "all" if "all" in node else "any"
+        children = node[kind]
+        if not (isinstance(children, list | tuple) and len(children) == 1):
+            return 1 if kind == "all" else 0
+        node = children[0]
+    raise _Inexpressible
 
 
 def _items(value: Any) -> list[Any]:
