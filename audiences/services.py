@@ -18,6 +18,7 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from audiences.compiler import Context, counts_query, members_query, sample_query
 from audiences.models import KEY_PATTERN, Audience, AudienceChange, AudienceMember, AudienceVersion, Membership
+from audiences.query_language import QueryParseError, format_query, parse_query
 from audiences.rules import Node, parse_rule, rule_dependencies, rule_json, rule_nodes
 from audit.services import audit_record
 from profiles.models import ComputedTrait, Profile
@@ -53,8 +54,6 @@ def rule_from(data: Mapping[str, Any]) -> Parsed:
     if has_rule == has_query:
         raise QueryError("rule", "Give the rule as a tree (rule) or in Segment's query language (query), not both.")
     if has_query:
-        from audiences.query_language import QueryParseError, parse_query  # TEMP until merged
-
         text = data["query"]
         if not isinstance(text, str) or len(text) > 20_000:
             raise QueryError("query", "query is a string of at most 20,000 characters.")
@@ -70,8 +69,6 @@ def rule_from(data: Mapping[str, Any]) -> Parsed:
 
 def query_of(rule: Mapping[str, Any]) -> str | None:
     """The rule in Segment's query language, when it can be written so."""
-    from audiences.query_language import format_query  # TEMP until merged
-
     try:
         return format_query(rule)
     except (QueryError, ValueError):
