@@ -13,7 +13,8 @@ language has no form for it. For every tree `parse_query` returns, `parse_query(
 == t`. Trees come out canonical: `all`/`any` hold two or more children and never one of their
 own kind (`a AND (b AND c)` is one `all` of three); an event omits defaults (`where` and `then`
 when empty, `window` for all time, `count` when it is `>= 1`); `format_query` also takes those
-defaults spelled out, and one-child junctions.
+defaults spelled out, one-child junctions and junctions inside their own kind. A where lists its
+filters before its funnel steps; each list keeps its order.
 
 Grammar (keywords, function names and units in any case; strings in '…' or "…" with the escapes
 \\\\ \\' \\" \\/ \\n \\t \\r \\b \\f \\uXXXX; numbers such as 7, -2, 1.5, 1e3; dates such as 2026-05-01 or
