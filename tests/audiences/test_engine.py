@@ -193,3 +193,53 @@ def test_the_compute_audiences_command_equals_real_time(people, define, send):
     call_command("compute_audiences", "--no-progress", stdout=out)
     assert {key: members(key) for key in real_time} == real_time
     assert out.getvalue().index("opened_not_bought") < out.getvalue().index("both")  # after what it references
+
+
+# The README's six seed audiences, each as a tree and as a query: both give the same members.
+SEEDS = [
+    ("dormant_openers", OPENED_NOT_BOUGHT,
+     "event('Email Opened').where(property('machine_open') != true).within(180 days).count() >= 1"
+     " AND NOT event('Order Completed').within(180 days).count() >= 1"
+     " AND NOT event('Page Viewed').within(180 days).count() >= 1"),
+    ("cart_abandoners", CART_ABANDONED,
+     "event('Product Added').where(event('Order Completed').within(parent: 24 hours).count() = 0).count() >= 1"),
+    ("frequent_visitors", FREQUENT, "event('Page Viewed').within(30 days).count() >= 5"),
+    ("browsing_not_buying", {"all": [
+        {"event": "Product Viewed", "window": {"within_days": 2}, "count": {"op": ">=", "value": 3}},
+        {"event": "Product Added", "window": {"within_days": 2}},
+        {"not": {"event": "Order Completed", "window": {"within_days": 2}}}]},
+     "event('Product Viewed').within(2 days).count() >= 3 AND event('Product Added').within(2 days).count() >= 1"
+     " AND NOT event('Order Completed').within(2 days).count() >= 1"),
+    ("hot_leads", {"trait": "lead_score", "op": ">", "value": 70}, "trait('lead_score') > 70"),
+    ("dormant_not_abandoners", {"all": [{"audience": "dormant_openers", "member": True},
+                                        {"audience": "cart_abandoners", "member": False}]},
+     "audience('dormant_openers') AND NOT audience('cart_abandoners')"),
+]  # fmt: skip
+
+
+def test_the_six_seed_audiences_as_trees_and_as_queries(people, send, define, django_capture_on_commit_callbacks):
+    from profiles.computed.services import computed_trait_create
+
+    send(*[track("lee", "Product Viewed", 0.5 + i / 10) for i in range(3)], track("lee", "Product Added", 0.4),
+         *[track("max", "Product Viewed", 0.5 + i / 10) for i in range(3)], track("max", "Product Added", 0.4),
+         track("max", "Order Completed", 0.3),
+         *[track("ann", "Email Link Clicked", 1) for _ in range(30)])  # ann: 90 points  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        computed_trait_create(data={"key": "lead_score", "name": "Lead score", "type": "score", "half_life_days": 30,
+                                    "rules": [{"event": "Email Link Clicked", "points": 3}]})  # fmt: skip
+    expected = {
+        "dormant_openers": {"ann"}, "cart_abandoners": {"gus"}, "frequent_visitors": {"ivy"},  # lee: too recent
+        "browsing_not_buying": {"lee"}, "hot_leads": {"ann"}, "dormant_not_abandoners": {"ann"},
+    }  # fmt: skip
+    for key, rule, query in SEEDS:
+        define(key=key, rule=rule)
+        for ref in ("dormant_openers", "cart_abandoners"):  # the query-made audiences reference each other
+            query = query.replace(f"audience('{ref}')", f"audience('{ref}_q')")
+        by_query = define(key=f"{key}_q", query=query)
+        assert members(key) == members(f"{key}_q") == expected[key], key
+        if "audience(" not in query:
+            assert by_query.rule == rule  # the query makes the same tree
+    # A computed trait's change reaches the audiences on it in real time, through the feed.
+    send(*[track("gus", "Email Link Clicked", 0) for _ in range(25)])
+    assert members("hot_leads") == members("hot_leads_q") == {"ann", "gus"}
+    assert AudienceChange.objects.get(audience__key="hot_leads", entered=True, cause="trait lead_score")
