@@ -6,7 +6,11 @@ class AudiencesConfig(AppConfig):
     verbose_name = "Audiences"
 
     def ready(self) -> None:
+        from audiences.admin_profile import profile_audiences_section
         from audiences.selectors import profile_audiences
         from profiles.memberships import membership_lookup_register
+        from profiles.page_sections import PageSection, profile_section_register
 
         membership_lookup_register(lambda profile_id: profile_audiences(profile_id=profile_id))
+        profile_section_register(PageSection("audiences", "admin/audiences/profile_audiences.html",
+                                             profile_audiences_section))  # fmt: skip

@@ -116,6 +116,11 @@ class Membership(models.Model):
             models.Index(fields=["audience", "entered_at"], name="membership_audience_entered"),
             models.Index(fields=["audience", "profile_id"], name="membership_open",
                          condition=models.Q(exited_at__isnull=True)),
+            # The admin's size over time reads the exits of a window by these two (never the
+            # whole history), and the profile page a person's stays.
+            models.Index(fields=["audience", "exited_at"], name="membership_audience_exited",
+                         condition=models.Q(exited_at__isnull=False)),
+            models.Index(fields=["profile_id", "entered_at"], name="membership_profile"),
         ]  # fmt: skip
 
     def __str__(self) -> str:

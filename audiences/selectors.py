@@ -3,15 +3,18 @@ sizes per day, and a profile's audiences."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from django.db import connection
+from django.db.models import Count, Q
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from audiences.models import AudienceMember, Membership
+from audiences.models import Audience, AudienceMember, Membership
 from profiles.models import Profile
+from profiles.selectors import profile_search
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,19 +24,27 @@ class MemberRow:
     entered_at: datetime
 
 
-def members_at(*, audience_id: int, at: datetime | None = None, after: int = 0, limit: int = 100) -> list[MemberRow]:
-    """The members now (`at` None) or at `at`, by profile id after `after`: one query on
-    the history's intervals (entered_at <= at < exited_at)."""
+def members_at(
+    *,
+    audience_id: int,
+    at: datetime | None = None,
+    after: int = 0,
+    limit: int = 100,
+    among: Sequence[int] | None = None,
+) -> list[MemberRow]:
+    """The members now (`at` None) or at `at`, by profile id after `after` (of `among` only,
+    if given): one query on the history's intervals (entered_at <= at < exited_at)."""
+    only = {} if among is None else {"profile_id__in": list(among)}
     if at is None:
         rows = list(
-            AudienceMember.objects.filter(audience_id=audience_id, profile_id__gt=after)
+            AudienceMember.objects.filter(audience_id=audience_id, profile_id__gt=after, **only)
             .order_by("profile_id")
             .values_list("profile_id", "entered_at")[:limit]
         )
     else:
-        q = Membership.objects.filter(audience_id=audience_id, entered_at__lte=at, profile_id__gt=after).exclude(
-            exited_at__lte=at
-        )
+        q = Membership.objects.filter(
+            audience_id=audience_id, entered_at__lte=at, profile_id__gt=after, **only
+        ).exclude(exited_at__lte=at)
         rows = list(q.order_by("profile_id", "entered_at").values_list("profile_id", "entered_at")[: limit * 2])
         seen: dict[int, datetime] = {}
         for pid, entered in rows:
@@ -66,33 +77,110 @@ def audience_history(*, audience_id: int, before: int | None = None, limit: int 
 
 
 def audience_sizes(*, audience_id: int, days: int = 90, now: datetime | None = None) -> list[tuple[str, int]]:
-    """(date, size at the end of that day) for the last `days` days, oldest first, in one
-    query over the history's intervals."""
+    """(date, size at the end of that day) for the last `days` days, oldest first (UTC days),
+    from the history's intervals (`audience_days`)."""
+    return [(d.day.isoformat(), d.size) for d in audience_days(audience_id=audience_id, days=days, now=now)]
+
+
+@dataclass(frozen=True, slots=True)
+class Day:
+    day: date  # UTC
+    size: int  # members at the end of the day (now, for today)
+    entries: int  # people who entered that day (a merge moving a stay to the survivor is neither)
+    exits: int
+
+
+def audience_days(*, audience_id: int, days: int = 90, now: datetime | None = None) -> list[Day]:
+    """The size at the end of each of the last `days` UTC days, with entries and exits per
+    day, oldest first. Three index range scans, whatever the audience's age: the open stays
+    (`membership_open`), and the stays entered and exited within the window
+    (`membership_audience_entered`, `membership_audience_exited`); each earlier size is the
+    current one minus the entries after that day, plus the exits after it. The cost grows
+    with the changes in the window, never with the audience's whole history."""
+    return audiences_days(audience_ids=[audience_id], days=days, now=now)[audience_id]
+
+
+def audiences_days(*, audience_ids: Sequence[int], days: int = 30, now: datetime | None = None) -> dict[int, list[Day]]:
+    """`audience_days` of several audiences in three queries (the admin's lists and home)."""
     now = now or timezone.now()
     today = now.astimezone(UTC).date()
-    day_end = datetime.max.time()
-    ends = [datetime.combine(today - timedelta(days=i), day_end, tzinfo=UTC) for i in range(days - 1, -1, -1)]
-    ends[-1] = min(ends[-1], now)
-    table = Membership._meta.db_table
-    if connection.vendor == "postgresql":
-        sql = (
-            f"SELECT d.at, (SELECT count(DISTINCT m.profile_id) FROM {table} m WHERE m.audience_id = %s "
-            "AND m.entered_at <= d.at AND (m.exited_at IS NULL OR m.exited_at > d.at)) "
-            "FROM unnest(%s::timestamptz[]) AS d(at) ORDER BY d.at"
+    first = today - timedelta(days=days - 1)
+    start = datetime.combine(first, time.min, tzinfo=UTC)
+    ids = list(audience_ids)
+    history = Membership.objects.filter(audience_id__in=ids)
+    open_now = dict(
+        history.filter(exited_at__isnull=True, entered_at__lte=now)
+        .values_list("audience_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    moved: dict[int, dict[date, list[int]]] = {i: {} for i in ids}  # day -> [entries, exits, all in, all out]
+    for column, cause, at in (("entered_at", "entry_cause", 0), ("exited_at", "exit_cause", 1)):
+        rows = (
+            history.filter(**{f"{column}__gte": start, f"{column}__lte": now})
+            .annotate(day=TruncDate(column, tzinfo=UTC))
+            .values_list("audience_id", "day")
+            .annotate(n=Count("id"), real=Count("id", filter=~Q(**{f"{cause}__startswith": "merged "})))
+            .order_by()
         )
-        params: list[Any] = [audience_id, ends]
-    else:
-        listed = "[" + ",".join(f'"{connection.ops.adapt_datetimefield_value(e)}"' for e in ends) + "]"
-        sql = (
-            f"SELECT d.value, (SELECT count(DISTINCT m.profile_id) FROM {table} m WHERE m.audience_id = %s "
-            "AND m.entered_at <= d.value AND (m.exited_at IS NULL OR m.exited_at > d.value)) "
-            "FROM json_each(%s) AS d ORDER BY d.value"
-        )
-        params = [audience_id, listed]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        counts = [int(row[1]) for row in cursor.fetchall()]
-    return [(e.date().isoformat(), n) for e, n in zip(ends, counts, strict=True)]
+        for audience_id, day, n, real in rows:
+            slot = moved[audience_id].setdefault(day, [0, 0, 0, 0])
+            slot[at] += real
+            slot[2 + at] += n
+    out: dict[int, list[Day]] = {}
+    for audience_id in ids:
+        size, series = open_now.get(audience_id, 0), []
+        for offset in range(days):  # newest first, walking back
+            day = today - timedelta(days=offset)
+            entries, exits, all_in, all_out = moved[audience_id].get(day, (0, 0, 0, 0))
+            series.append(Day(day, size, entries, exits))
+            size = size - all_in + all_out
+        out[audience_id] = series[::-1]
+    return out
+
+
+def members_page(
+    *, audience_id: int, at: datetime | None = None, search: str = "", after: int = 0, limit: int = 50
+) -> list[MemberRow]:
+    """A page of members (now, or at `at`), by profile id after `after`, of those matching
+    `search` (anything the profile list's search takes: an email, an id, a trait value)."""
+    if not search.strip():
+        return members_at(audience_id=audience_id, at=at, after=after, limit=limit)
+    found = list(profile_search(query=search).values_list("id", flat=True)[:SEARCH_LIMIT])
+    return members_at(audience_id=audience_id, at=at, after=after, limit=limit, among=found)
+
+
+# A member search looks at up to this many matching profiles (a fragment matching more is
+# too vague to page through; the profile list is the place for it).
+SEARCH_LIMIT = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Stay:
+    audience_id: int
+    key: str
+    name: str
+    entered_at: datetime
+    entry_cause: str
+    exited_at: datetime | None
+    exit_cause: str
+
+
+# The profile page lists a person's newest stays up to here (people rarely have more).
+PROFILE_STAYS = 200
+
+
+def profile_stays(*, profile_id: int, limit: int = PROFILE_STAYS) -> list[Stay]:
+    """The audiences a profile is in and was in, current stays first, then newest (one
+    query on `membership_profile`)."""
+    rows = (
+        Membership.objects.filter(profile_id=profile_id)
+        .order_by("-entered_at", "-id")
+        .values_list("audience_id", "audience__key", "audience__name", "entered_at", "entry_cause", "exited_at",
+                     "exit_cause")[:limit]
+    )  # fmt: skip
+    stays = [Stay(*row) for row in rows]
+    return sorted(stays, key=lambda s: s.exited_at is not None)  # stable: newest first within each
 
 
 def profile_audiences(*, profile_id: int) -> list[tuple[str, datetime]]:
@@ -102,3 +190,39 @@ def profile_audiences(*, profile_id: int) -> list[tuple[str, datetime]]:
         .order_by("audience__key")
         .values_list("audience__key", "entered_at")
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    id: int
+    key: str  # use_…
+    name: str
+    email: str
+
+    @property
+    def label(self) -> str:
+        return self.name or self.email or self.key
+
+
+def _person(pk: int, key: str, traits: Any) -> Person:
+    traits = traits if isinstance(traits, dict) else {}
+    full = " ".join(str(traits[k]) for k in ("firstName", "lastName") if traits.get(k))
+    return Person(pk, key, str(traits.get("name") or full or ""), str(traits.get("email") or ""))
+
+
+def people(*, ids: Sequence[int] = (), keys: Sequence[str] = ()) -> dict[int | str, Person]:
+    """Name and email of profiles, by id and by key (one query; for member lists)."""
+    if not ids and not keys:
+        return {}
+    q = Profile.objects.filter(Q(pk__in=list(ids)) | Q(key__in=list(keys)))
+    out: dict[int | str, Person] = {}
+    for pk, key, traits in q.values_list("pk", "key", "traits"):
+        person = _person(pk, key, traits)
+        out[pk] = out[key] = person
+    return out
+
+
+def audiences_referencing(*, key: str) -> list[str]:
+    """The keys of the audiences whose rule names audience `key`."""
+    rows = Audience.objects.exclude(key=key).values_list("key", "depends_on")
+    return sorted(k for k, deps in rows if key in (deps or {}).get("audiences", []))

@@ -181,6 +181,14 @@ def _deps_json(node: Node) -> tuple[dict[str, Any], bool]:
     )
 
 
+def audience_check(*, rule: Any, include_anonymous: bool = False, key: str | None = None) -> Parsed:
+    """Validate a rule tree as saving it would (shape, the traits and audiences it names, no
+    cycle through `key`), writing nothing. Raises `QueryError` whose path starts `rule`."""
+    parsed = rule_from({"rule": rule})
+    _context(parsed.node, include_anonymous=include_anonymous, path="rule", own_key=key)
+    return parsed
+
+
 def audience_create(*, data: Mapping[str, Any], actor: Any = None, reason: str = "") -> Audience:
     """Define an audience; it is computed over all history right after (a task). Raises
     `QueryError` naming the bad field or node."""

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from django.db.models import QuerySet, Sum
+from django.db.models import Count, QuerySet, Sum
 from django.utils import timezone
 
 from ingest.missed import missed_recent
@@ -105,3 +105,58 @@ def debugger_missed_pixels() -> int:
     """Pixel calls of the last 24 hours answered without being stored: the database was
     unavailable (counted in the cache, so 0 if the cache cannot say)."""
     return missed_recent(endpoint="pixel")
+
+
+# --- The admin home ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Today:
+    accepted: int
+    duplicates: int
+    rejected: int
+    by_source: list[tuple[Source, int, int, int]]  # (source, accepted, duplicates, rejected), busiest first
+
+
+def ingest_today(*, now: datetime | None = None) -> Today:
+    """Messages received since midnight UTC, from the hourly counters (never the event log)."""
+    now = now or timezone.now()
+    midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    sums = _sums(IngestCounter.objects.filter(hour__gte=midnight))
+    sources = {s.pk: s for s in Source.objects.filter(pk__in=list(sums))}
+    rows = sorted(((sources[pk], *sums[pk]) for pk in sums if pk in sources), key=lambda r: -(r[1] + r[3]))
+    return Today(sum(r[1] for r in rows), sum(r[2] for r in rows), sum(r[3] for r in rows), rows)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceProblem:
+    source: Source
+    problem: str
+
+
+# A source needs attention when this share of what it sent in 24 hours was refused (and at
+# least this many messages), when batches of it are parked, or when it went silent.
+REFUSED_SHARE, REFUSED_AT_LEAST = 0.05, 10
+
+
+def sources_failing(*, now: datetime | None = None) -> list[SourceProblem]:
+    """Enabled sources that need attention: many refusals in the last 24 hours, batches
+    parked after failing, or silence for 24 hours after sending in the 30 days before."""
+    now = now or timezone.now()
+    recent = _sums(IngestCounter.objects.filter(hour__gte=now - timedelta(hours=24)))
+    month = _sums(IngestCounter.objects.filter(hour__gte=now - timedelta(days=30)))
+    parked = dict(
+        EventBatch.objects.filter(parked_at__isnull=False).values_list("source_id").annotate(n=Count("id")).order_by()
+    )
+    out = []
+    for source in Source.objects.filter(enabled=True).order_by("name"):
+        accepted, _, rejected = recent.get(source.pk, (0, 0, 0))
+        if rejected >= REFUSED_AT_LEAST and rejected >= REFUSED_SHARE * (accepted + rejected):
+            share = rejected / (accepted + rejected)
+            out.append(SourceProblem(source, f"{rejected:,} of {accepted + rejected:,} messages refused in 24 hours "
+                                             f"({share:.0%})"))  # fmt: skip
+        if parked.get(source.pk):
+            out.append(SourceProblem(source, f"{parked[source.pk]:,} batches parked after failing"))
+        if not accepted and not rejected and month.get(source.pk, (0, 0, 0))[0]:
+            out.append(SourceProblem(source, f"silent for 24 hours (it sent {month[source.pk][0]:,} in 30 days)"))
+    return out

@@ -22,6 +22,7 @@ from django.utils.safestring import mark_safe
 from audit.admin import REASON, AuditedModelAdmin
 from profiles.admin_list import EstimatedCountPaginator, HasEmailFilter, LastSeenFilter, ProfileChangeList
 from profiles.models import Event, IdentityConfig, IdentityKind, Profile
+from profiles.page_sections import profile_sections
 from profiles.profile_page import TimelineFilter, profile_page, profile_timeline
 from profiles.selectors import Explanation, profile_explain, profile_search
 from profiles.services.identity_ops import IdentityOperationError, identity_remove, profile_merge, profile_split
@@ -169,6 +170,7 @@ class ProfileAdmin(AuditedModelAdmin[Profile]):
         context = {
             **self.admin_site.each_context(request),
             "title": page.name or page.email or live.key,
+            "sections": profile_sections(request, live.pk),  # audiences, and what else the floors above add
             "page": page,
             "x": page.explanation,
             "source_names": _source_names(page.explanation),

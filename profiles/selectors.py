@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from django.db import connection, models
-from django.db.models import F, Func, JSONField, Min, Q, QuerySet, Sum, TextField, Value
+from django.db.models import Count, F, Func, JSONField, Min, Q, QuerySet, Sum, TextField, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast, Upper
 
@@ -40,6 +40,26 @@ def batches_waiting(*, source_id: int) -> tuple[int, datetime | None]:
     """How many of a source's messages wait for the pipeline, and since when."""
     found = EventBatch.objects.filter(source_id=source_id).aggregate(n=Sum("size"), since=Min("received_at"))
     return found["n"] or 0, found["since"]
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What waits for the pipeline: accepted batches not yet resolved into the event log."""
+
+    batches: int
+    messages: int
+    oldest_received_at: datetime | None
+    parked: int  # failed too often: an operator retries them (the ingest debugger)
+
+
+def pipeline_backlog() -> Backlog:
+    """The pipeline's backlog (one aggregate over the batches table, which the pipeline keeps
+    short: it holds only what waits)."""
+    waiting = EventBatch.objects.filter(parked_at__isnull=True).aggregate(
+        n=Count("id"), size=Sum("size"), since=Min("received_at")
+    )
+    parked = EventBatch.objects.filter(parked_at__isnull=False).count()
+    return Backlog(waiting["n"] or 0, waiting["size"] or 0, waiting["since"], parked)
 
 
 def events_recent_for_source(*, source_id: int, limit: int = 50) -> list[Event]:

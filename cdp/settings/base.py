@@ -79,7 +79,7 @@ if CDP_BEHIND_PROXY:
 
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "cdp.apps.CdpAdminConfig",  # django.contrib.admin, with the CDP's site (cdp/admin_site.py)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -96,6 +96,7 @@ INSTALLED_APPS = [
     "profiles",
     "audiences",
     "ingest",
+    "cdp",
 ]
 
 MIDDLEWARE = [
