@@ -58,6 +58,7 @@ class AudienceForm(forms.ModelForm[Audience]):
         help_texts = {
             "key": "snake_case, e.g. dormant_openers; it never changes once saved (destinations and the API use it).",
             "include_anonymous": "Off: a member needs a user_id, an email or an advertising id. Fixed once saved.",
+            "rule": "",
         }
 
     def clean(self) -> dict[str, Any]:

@@ -600,10 +600,11 @@
     const query = this.root.querySelector(".ab-query-text");
     if (!answer) { size.textContent = "—"; sample.replaceChildren(); return; }
     size.textContent = answer.size.toLocaleString();
+    this.root.querySelector(".ab-unit").textContent = answer.size === 1 ? "person" : "people";
     size.dataset.size = answer.size;
     for (const badge of this.root.querySelectorAll(".ab-count")) {
       const n = answer.conditions[badge.dataset.countFor];
-      badge.textContent = n === undefined ? "" : n.toLocaleString();
+      badge.replaceChildren(...(n === undefined ? [] : [n.toLocaleString(), el("small", {}, n === 1 ? " person" : " people")]));
       badge.dataset.n = n === undefined ? "" : n;
     }
     sample.replaceChildren(...answer.sample.map((p) => el("li", {},
@@ -664,6 +665,7 @@
   };
 
   document.addEventListener("DOMContentLoaded", () => {
-    for (const root of document.querySelectorAll(".ab[data-preview-url]")) root.builder = new Builder(root);
+    // Once each: the read-only page includes this script itself (no form field brings it).
+    for (const root of document.querySelectorAll(".ab[data-preview-url]")) if (!root.builder) root.builder = new Builder(root);
   });
 })();
