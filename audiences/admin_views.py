@@ -25,7 +25,7 @@ from audiences.charts import size_svg
 from audiences.describe import rule_outline
 from audiences.hooks import audience_destinations
 from audiences.models import Audience
-from audiences.selectors import audience_days, audience_history, members_page, people
+from audiences.selectors import Person, audience_days, audience_moves, members_page, people
 from audiences.services import audience_preview, enqueue_compute, query_of, rule_from
 from audit.services import audit_record
 from profiles.query.filters import QueryError
@@ -46,7 +46,7 @@ class MembersForm(forms.Form):
     at = forms.TimeField(required=False, label="at", widget=forms.TimeInput(attrs={"type": "time"}),
                          help_text="UTC; the end of the day if left empty.")  # fmt: skip
     after = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
-    before = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)  # the history's page
+    before = forms.CharField(required=False, max_length=80, widget=forms.HiddenInput)  # the history's page
 
     def moment(self) -> datetime | None:
         day = self.cleaned_data.get("on")
@@ -62,6 +62,13 @@ def _link(request: HttpRequest, pk: int) -> str | None:
     return None
 
 
+def _who(request: HttpRequest, found: dict[int | str, Person], pk: int) -> tuple[Person, str | None]:
+    """The person and their profile page's URL; a profile deleted since keeps its stays, and
+    shows without a link."""
+    person = found.get(pk)
+    return (person, _link(request, pk)) if person else (Person(pk, "", "", ""), None)
+
+
 def audience_page(request: HttpRequest, pk: int, model_admin: AudienceAdmin) -> HttpResponse:
     """Status, size now and over time, members (searchable, paged, now or at a moment),
     history of entries and exits, the destinations it syncs to."""
@@ -75,7 +82,7 @@ def audience_page(request: HttpRequest, pk: int, model_admin: AudienceAdmin) -> 
     rows = members_page(audience_id=pk, at=at, search=data.get("q") or "", after=data.get("after") or 0,
                         limit=MEMBERS_PAGE + 1)  # fmt: skip
     more, rows = len(rows) > MEMBERS_PAGE, rows[:MEMBERS_PAGE]
-    history = audience_history(audience_id=pk, before=data.get("before"), limit=HISTORY_PAGE + 1)
+    history = audience_moves(audience_id=pk, before=data.get("before") or None, limit=HISTORY_PAGE + 1)
     older, history = len(history) > HISTORY_PAGE, history[:HISTORY_PAGE]
     who = people(ids=[r.profile_id for r in rows] + [h.profile_id for h in history])
     days = audience_days(audience_id=pk, days=PLOT_DAYS)
@@ -100,11 +107,11 @@ def audience_page(request: HttpRequest, pk: int, model_admin: AudienceAdmin) -> 
         "days": days,
         "form": form,
         "at": at,
-        "members": [(r, who.get(r.profile_id), _link(request, r.profile_id)) for r in rows],
+        "members": [(r, *_who(request, who, r.profile_id)) for r in rows],
         "next_members": page_url(after=rows[-1].profile_id) + "#members" if more and rows else None,
         "first_members": page_url(after=None) + "#members" if data.get("after") else None,
-        "history": [(h, who.get(h.profile_id), _link(request, h.profile_id)) for h in history],
-        "older_history": page_url(before=history[-1].id) + "#history" if older and history else None,
+        "history": [(h, *_who(request, who, h.profile_id)) for h in history],
+        "older_history": page_url(before=history[-1].cursor) + "#history" if older and history else None,
         "newest_history": page_url(before=None) + "#history" if data.get("before") else None,
         "destinations": audience_destinations(pk),
         "can_change": model_admin.has_change_permission(request, audience),

@@ -20,16 +20,21 @@ _SIZE_H, _GAP, _MOVES_H = 150, 26, 70  # the size panel, the space for dates, th
 SIZE_COLOUR, ENTRY_COLOUR, EXIT_COLOUR = "#2a6fdb", "#1f9d55", "#d64545"
 
 
+_STEPS = (1, 1.5, 2, 2.5, 3, 4, 5, 6, 7.5, 8)
+
+
 def nice_max(value: int) -> int:
-    """The axis' top: the value rounded up to 1, 2 or 5 times a power of ten, times 4 ticks."""
+    """The axis' top, 4 ticks of a round whole step (1, 1.5, 2, 2.5, 3, 4, 5, 6, 7.5 or 8 times a
+    power of ten) above the value: 42 → 60 (ticks of 15), 290 → 300."""
     if value <= 0:
         return 4
-    step = 1
+    scale = 1
     while True:
-        for m in (1, 2, 5):
-            if value <= step * m * 4:
-                return step * m * 4
-        step *= 10
+        for m in _STEPS:
+            step = m * scale
+            if step == int(step) and value <= step * 4:
+                return int(step * 4)
+        scale *= 10
 
 
 def _n(value: int) -> str:

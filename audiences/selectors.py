@@ -76,6 +76,46 @@ def audience_history(*, audience_id: int, before: int | None = None, limit: int 
                        r.exit_cause) for r in rows]  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """One entry or exit, from a stay in the history."""
+
+    at: datetime
+    stay_id: int
+    entered: bool
+    profile_id: int
+    cause: str
+
+    @property
+    def cursor(self) -> str:
+        """Where the page after this one starts (`audience_moves(before=…)`)."""
+        return f"{self.at.isoformat()}|{self.stay_id}|{int(not self.entered)}"
+
+
+def audience_moves(*, audience_id: int, before: str | None = None, limit: int = 50) -> list[Moved]:
+    """Entries and exits, newest first, with their causes: two index range scans (entries by
+    `membership_audience_entered`, exits by `membership_audience_exited`) merged, each at most
+    `limit` rows, whatever the history's length. `before` is a `Moved.cursor`; a bad one
+    starts from the newest (ValueError is never raised to the page)."""
+    entries = Membership.objects.filter(audience_id=audience_id)
+    exits = entries.filter(exited_at__isnull=False)
+    if before:
+        try:
+            text, stay, kind = before.split("|")
+            at, stay_id, exit_ = datetime.fromisoformat(text), int(stay), kind == "1"
+        except ValueError:
+            at = None
+        if at is not None:
+            entries = entries.filter(Q(entered_at__lt=at) | Q(entered_at=at, id__lt=stay_id + (1 if exit_ else 0)))
+            exits = exits.filter(Q(exited_at__lt=at) | Q(exited_at=at, id__lt=stay_id))
+    rows = [Moved(r.entered_at, r.id, True, r.profile_id, r.entry_cause)
+            for r in entries.order_by("-entered_at", "-id")[:limit]]  # fmt: skip
+    rows += [Moved(r.exited_at, r.id, False, r.profile_id, r.exit_cause)
+             for r in exits.order_by("-exited_at", "-id")[:limit] if r.exited_at is not None]  # fmt: skip
+    rows.sort(key=lambda m: (m.at, m.stay_id, not m.entered), reverse=True)
+    return rows[:limit]
+
+
 def audience_sizes(*, audience_id: int, days: int = 90, now: datetime | None = None) -> list[tuple[str, int]]:
     """(date, size at the end of that day) for the last `days` days, oldest first (UTC days),
     from the history's intervals (`audience_days`)."""
@@ -201,7 +241,7 @@ class Person:
 
     @property
     def label(self) -> str:
-        return self.name or self.email or self.key
+        return self.name or self.email or self.key or f"profile {self.id} (deleted)"
 
 
 def _person(pk: int, key: str, traits: Any) -> Person:

@@ -260,3 +260,111 @@ def test_a_rule_the_builder_cannot_show_is_kept_read_only_and_view_only_staff_on
         assert look.locator("input[name=_save]").count() == 0
     finally:
         context.close()
+
+
+def test_the_builder_starts_from_a_query_reorders_places_errors_and_never_waits_for_a_preview(marketer, people):
+    tab = marketer("/admin/audiences/audience/add/")
+    tab.fill("#id_name", "From Segment")
+    tab.fill("#id_key", "from_segment")
+    tab.click(".ab-paste-box summary")
+    tab.fill(".ab-paste", "event('Email Opened').within(180 days).count() >= 1 AND trait('email').exists()")
+    tab.click(".ab-paste-go")
+    tab.wait_for_function("() => document.querySelectorAll('.ab-root > .ab-kids > .ab-cond').length === 2")
+    assert wait_preview(tab, 2) == api_preview(rule_in_form(tab))["size"]  # ann and lou opened and have emails
+    conds = tab.locator(".ab-root > .ab-kids > .ab-cond")
+    assert conds.nth(1).locator(".ab-trait-key").input_value() == "email"
+
+    conds.nth(1).locator(".ab-up").click()  # reorder: the trait first
+    assert [next(iter(n)) for n in rule_in_form(tab)["all"]] == ["trait", "event"]
+    tab.locator(".ab-root > .ab-kids > .ab-cond").nth(0).locator(".ab-remove").click()
+    assert rule_in_form(tab) == {"all": [{"event": "Email Opened", "window": {"within_days": 180}}]}
+    wait_preview(tab, 5)
+
+    # A slow preview never blocks typing: each answer waits 1.5 s here, and typing goes on; only
+    # the answer to the rule as it finally stands is shown.
+    def slow(route: Any) -> None:
+        import time
+
+        time.sleep(1.5)
+        route.continue_()
+
+    tab.route("**/preview/", slow)
+    days = tab.locator(".ab-days")
+    days.fill("9")
+    tab.wait_for_function("() => document.querySelector('.ab-preview').classList.contains('ab-busy')")
+    days.press_sequentially("0")  # typed while the preview of 9 days is on its way
+    assert days.input_value() == "90" and rule_in_form(tab)["all"][0]["window"] == {"within_days": 90}
+    assert wait_preview(tab, 4) == api_preview(rule_in_form(tab))["size"]  # lou (100 days ago) is out
+    tab.unroute("**/preview/")
+
+    # A condition the server refuses: the error beside it, after saving too.
+    tab.locator(".ab-root > .ab-add .ab-add-trait").click()
+    trait = tab.locator(".ab-root > .ab-kids > .ab-cond").nth(1)
+    trait.locator(".ab-trait-key").fill("no_such_trait")
+    trait.locator(".ab-value").fill("x")
+    tab.wait_for_function("() => document.querySelectorAll('.ab-trait .ab-error')[0].textContent.includes('Unknown')")
+    tab.click("input[name=_save]")
+    tab.wait_for_load_state()
+    assert not Audience.objects.filter(key="from_segment").exists()
+    error = tab.locator(".ab-root > .ab-kids > .ab-cond").nth(1).locator(":scope > .ab-error")
+    assert "Unknown trait 'no_such_trait'" in error.inner_text()
+
+
+def test_the_audience_page_plots_two_months_of_history_and_prints(marketer, people, define, artifacts):
+    """Stays spread over 60 days (as months of real time leave them): the plot draws the size
+    per day with entries and exits, its numbers agree with the members on a day, and the page
+    prints (the PDF the browser makes of it holds the plot, without the admin's navigation)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from audiences.models import AudienceMember, Membership
+    from profiles.models import Profile
+
+    audience = define(key="dormant_openers", name="Dormant openers", rule=SEED_1)
+    now = timezone.now()
+    names = ["Ada", "Ben", "Chloé", "Dev", "Emil", "Farah", "Goran", "Hana", "Ines", "Jun", "Kofi", "Lena"]
+    folks = [
+        Profile.objects.create(
+            first_seen_at=now,
+            last_seen_at=now,
+            traits={"name": f"{names[i % 12]} {chr(65 + i // 12)}.", "email": f"person{i}@shop.example"},
+        )
+        for i in range(60)
+    ]
+    stays = []
+    for n, person in enumerate(folks):
+        entered = now - timedelta(days=60 - n, hours=n % 7)
+        exited = entered + timedelta(days=5 + n % 9) if n % 3 == 0 else None
+        stays.append(Membership(audience=audience, profile_id=person.pk, entered_at=entered,
+                                exited_at=exited if exited and exited < now else None,
+                                entry_cause="event Email Opened", exit_cause="event Order Completed"))  # fmt: skip
+    Membership.objects.filter(audience=audience).delete()
+    AudienceMember.objects.filter(audience=audience).delete()
+    Membership.objects.bulk_create(stays)
+    AudienceMember.objects.bulk_create(
+        [
+            AudienceMember(audience=audience, profile_id=m.profile_id, entered_at=m.entered_at)
+            for m in stays
+            if not m.exited_at
+        ]
+    )
+    Audience.objects.filter(pk=audience.pk).update(size=AudienceMember.objects.filter(audience=audience).count())
+    tab = marketer(f"/admin/audiences/audience/{audience.pk}/page/")
+    chart = tab.locator("#audience-size-chart")
+    assert chart.locator("rect.day").count() == 90
+    assert chart.locator("rect.bar-entries").count() > 40 and chart.locator("rect.bar-exits").count() > 10
+    day = (now - timedelta(days=20)).date().isoformat()
+    size = int(chart.locator(f'rect.day[data-day="{day}"]').get_attribute("data-size"))
+    response = tab.goto(f"{tab.url}?on={day}")
+    assert response.status == 200, tab.content()[:3000]
+    assert tab.locator("#members tbody tr[data-profile]").count() == min(size, 50) and size > 5
+    tab.goto(tab.url.split("?")[0])
+    tab.click("#toggle-nav-sidebar")  # more room for the page (the admin remembers it)
+    tab.set_viewport_size({"width": 1280, "height": 1180})
+    tab.evaluate("window.scrollTo(0, 0)")
+    tab.screenshot(path=str(artifacts / "audience-page.png"))
+    tab.emulate_media(media="print")
+    assert not tab.is_visible("#nav-sidebar") and tab.is_visible("#audience-size-chart")
+    pdf = tab.pdf(path=str(artifacts / "audience-page.pdf"))
+    assert pdf.startswith(b"%PDF") and len(pdf) > 20_000
