@@ -114,6 +114,8 @@ class Membership(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["audience", "entered_at"], name="membership_audience_entered"),
+            models.Index(fields=["audience", "exited_at"], name="membership_audience_exited",
+                         condition=models.Q(exited_at__isnull=False)),
             models.Index(fields=["audience", "profile_id"], name="membership_open",
                          condition=models.Q(exited_at__isnull=True)),
         ]  # fmt: skip
