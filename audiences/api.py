@@ -137,7 +137,9 @@ class SizesQuery(serializers.Serializer):
 
 class SizeOut(serializers.Serializer):
     date = serializers.DateField()
-    size = StrictIntegerField()
+    size = StrictIntegerField(help_text="Members at the end of the day.")
+    entered = StrictIntegerField(help_text="Stays that began that day.")
+    exited = StrictIntegerField(help_text="Stays that ended that day.")
 
 
 class SizesOut(serializers.Serializer):
@@ -334,7 +336,8 @@ class SizesView(ApiView):
         audience = _audience(key)
         params = _query(SizesQuery, request)
         sizes = audience_sizes(audience_id=audience.pk, days=params["days"])
-        return Response({"data": [{"date": day, "size": n} for day, n in sizes]})
+        return Response({"data": [{"date": d.date, "size": d.size, "entered": d.entered, "exited": d.exited}
+                                  for d in sizes]})  # fmt: skip
 
 
 class ComputeView(ApiView):

@@ -118,8 +118,9 @@ class Membership(models.Model):
             models.Index(fields=["audience", "entered_at", "id"], name="membership_audience_entered"),
             models.Index(fields=["audience", "profile_id"], name="membership_open",
                          condition=models.Q(exited_at__isnull=True)),
-            # The admin's size over time reads the exits of a window by these two (never the
-            # whole history), and the profile page a person's stays.
+            # Sizes per day read the exits of a window by this one (never the whole history), and
+            # the admin's history pages them by (exited_at, id); the profile page reads a
+            # person's stays by the last.
             models.Index(fields=["audience", "exited_at", "id"], name="membership_audience_exited",
                          condition=models.Q(exited_at__isnull=False)),
             models.Index(fields=["profile_id", "entered_at"], name="membership_profile"),

@@ -116,10 +116,20 @@ def audience_moves(*, audience_id: int, before: str | None = None, limit: int = 
     return rows[:limit]
 
 
-def audience_sizes(*, audience_id: int, days: int = 90, now: datetime | None = None) -> list[tuple[str, int]]:
-    """(date, size at the end of that day) for the last `days` days, oldest first (UTC days),
-    from the history's intervals (`audience_days`)."""
-    return [(d.day.isoformat(), d.size) for d in audience_days(audience_id=audience_id, days=days, now=now)]
+@dataclass(frozen=True, slots=True)
+class DaySize:
+    date: str
+    size: int  # members at the end of the day
+    entered: int
+    exited: int
+
+
+def audience_sizes(*, audience_id: int, days: int = 90, now: datetime | None = None) -> list[DaySize]:
+    """The size at the end of each of the last `days` days, with the stays that began and
+    ended that day, oldest first: from the stored intervals (`audience_days`), never from
+    recounting events."""
+    return [DaySize(d.day.isoformat(), d.size, d.began, d.ended)
+            for d in audience_days(audience_id=audience_id, days=days, now=now)]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +138,8 @@ class Day:
     size: int  # members at the end of the day (now, for today)
     entries: int  # people who entered that day (a merge moving a stay to the survivor is neither)
     exits: int
+    began: int = 0  # stays that began that day (merges included), as the REST API counts them
+    ended: int = 0
 
 
 def audience_days(*, audience_id: int, days: int = 90, now: datetime | None = None) -> list[Day]:
@@ -173,7 +185,7 @@ def audiences_days(*, audience_ids: Sequence[int], days: int = 30, now: datetime
         for offset in range(days):  # newest first, walking back
             day = today - timedelta(days=offset)
             entries, exits, all_in, all_out = moved[audience_id].get(day, (0, 0, 0, 0))
-            series.append(Day(day, size, entries, exits))
+            series.append(Day(day, size, entries, exits, all_in, all_out))
             size = size - all_in + all_out
         out[audience_id] = series[::-1]
     return out

@@ -16,7 +16,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
-from audiences.compiler import Context, counts_query, members_query, sample_query
+from audiences.compiler import KNOWN_KINDS, Context, counts_query, members_query, sample_query
 from audiences.models import KEY_PATTERN, Audience, AudienceChange, AudienceMember, AudienceVersion, Membership
 from audiences.query_language import QueryParseError, format_query, parse_query
 from audiences.rules import Node, parse_rule, rule_dependencies, rule_json, rule_nodes
@@ -34,7 +34,7 @@ FULL_STATEMENT_TIMEOUT = "30min"
 PREVIEW_STATEMENT_TIMEOUT_MS = 30_000
 FIELDS = ("key", "name", "description", "rule", "query", "include_anonymous", "enabled", "schedule_minutes")
 # Feed changes after which every audience looks at the profile again.
-_EVERYTHING = ("merged", "split", "split_from", "rebuilt", "identifiers", "removed")
+_EVERYTHING = ("merged", "split", "split_from", "rebuilt", "removed")
 
 
 # --- Definitions ---------------------------------------------------------------------------
@@ -561,6 +561,11 @@ def _cause(what: Mapping[str, Any]) -> str:
     return str(what.get("cause") or "change")
 
 
+def _became_known(what: Mapping[str, Any]) -> bool:
+    """A user_id, email or advertising id was added: the profile may now count as known."""
+    return any(str(i).split(":", 1)[0] in KNOWN_KINDS for i in what.get("identifiers") or ())
+
+
 def audiences_consume(rows: list[FeedRow]) -> None:
     """Re-evaluate the changed profiles against the audiences that depend on what changed
     (an index of event names and trait keys), in dependency order; move memberships of
@@ -608,6 +613,10 @@ def audiences_consume(rows: list[FeedRow]) -> None:
         for trait in keys:
             for key in by_trait.get(trait, ()):
                 work[key].setdefault(pid, f"trait {trait}")
+        if _became_known(what):  # who can be a member changed, for the audiences of known people
+            for a in audiences:
+                if not a.include_anonymous:
+                    work[a.key].setdefault(pid, "identifier")
     if deleted:
         _leave(sorted(deleted), now, "deleted")
     for loser, winner in dict.fromkeys(merged):

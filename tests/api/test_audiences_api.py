@@ -61,7 +61,7 @@ def test_create_read_members_history_and_delete(people, api, get, send):
     assert len(history) == 4 and {h["entry_cause"] for h in history} == {"rule v1"}
     assert [h["exit_cause"] for h in history if h["exited_at"]] == ["event Order Completed"]
     sizes = api("get", f"{URL}/opened_not_bought/sizes", days=7).json()["data"]
-    assert len(sizes) == 7 and sizes[-1]["size"] == 3
+    assert len(sizes) == 7 and sizes[-1] == {"date": sizes[-1]["date"], "size": 3, "entered": 4, "exited": 1}
 
     traits = get(f"{BASE}/user_id:u1/traits", **{"class": "audience"}).json()["traits"]
     assert traits == {"opened_not_bought": True}

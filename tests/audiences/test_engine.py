@@ -156,7 +156,8 @@ def test_who_was_in_on_a_past_day_and_sizes(people, define, send):
     assert members_at(audience_id=audience.pk, at=left) == [] == members_at(audience_id=audience.pk)
     assert members_at(audience_id=audience.pk, at=joined - timedelta(seconds=1)) == []
     sizes = audience_sizes(audience_id=audience.pk, days=3)
-    assert [n for _, n in sizes] == [0, 0, 0] and len({d for d, _ in sizes}) == 3
+    assert [(s.size, s.entered, s.exited) for s in sizes] == [(0, 0, 0), (0, 0, 0), (0, 1, 1)]
+    assert len({s.date for s in sizes}) == 3
 
 
 def test_a_rule_change_is_a_version_and_recomputes(people, define, django_capture_on_commit_callbacks):
