@@ -110,6 +110,7 @@ def add_event(tab: Any, box: Any, name: str, *, days: int | None = None) -> Any:
 
 def test_a_marketer_builds_seed_audience_1_by_clicking(marketer, people, artifacts, live_server):
     tab = marketer("/admin/audiences/audience/add/")
+    tab.click("#toggle-nav-sidebar")  # more room for the builder (the admin remembers it)
     tab.fill("#id_name", "Dormant openers")
     tab.fill("#id_key", "dormant_openers")
     root = tab.locator(".ab-root")
