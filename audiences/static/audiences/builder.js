@@ -664,7 +664,21 @@
     });
   };
 
+  // On the add page, the key follows the name (snake_case) until it is typed in by hand.
+  function keyFromName() {
+    const name = document.getElementById("id_name"), key = document.getElementById("id_key");
+    if (!name || !key || key.value) return;
+    let typed = false;
+    key.addEventListener("input", () => { typed = true; });
+    name.addEventListener("input", () => {
+      if (typed) return;
+      key.value = name.value.normalize("NFKD").replace(/[\u0300-\u036f]/g, "").toLowerCase()
+        .replace(/[^a-z0-9]+/g, "_").replace(/^[^a-z]+|_+$/g, "").slice(0, 64);
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
+    keyFromName();
     // Once each: the read-only page includes this script itself (no form field brings it).
     for (const root of document.querySelectorAll(".ab[data-preview-url]")) if (!root.builder) root.builder = new Builder(root);
   });
