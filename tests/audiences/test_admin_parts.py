@@ -85,8 +85,9 @@ def _brute(stays: list[tuple[int, datetime, datetime | None]], at: datetime) -> 
 
 @pytest.mark.django_db
 def test_sizes_per_day_equal_counting_every_stay_at_each_day_end():
-    """Random stays over 60 days: the sizes walked back from today (three index range scans)
-    equal counting, for each day, the stays open at its end; entries and exits are per day."""
+    """Random stays over 60 days (and a merge's move): the sizes walked back from today (three
+    index range scans) equal counting, for each day, the stays open at its end; entries and
+    exits are the stays begun and ended that day."""
     now = datetime(2026, 12, 3, 15, 30, tzinfo=UTC)
     rng = random.Random(14)
     a, b = Audience.objects.create(key="a", name="A", rule={}), Audience.objects.create(key="b", name="B", rule={})
@@ -111,8 +112,7 @@ def test_sizes_per_day_equal_counting_every_stay_at_each_day_end():
         for d in days:
             end = min(datetime.combine(d.day, datetime.max.time(), tzinfo=UTC), now)
             assert d.size == _brute(stays[audience.pk], end), d
-            entered = [s for s in stays[audience.pk] if s[1].date() == d.day and s[0] != 999]
-            assert d.entries == len(entered)
+            assert d.entries == len([s for s in stays[audience.pk] if s[1].date() == d.day])
             assert d.exits == len([s for s in stays[audience.pk] if s[2] is not None and s[2].date() == d.day])
 
 
@@ -139,3 +139,22 @@ def test_the_history_pages_through_every_entry_and_exit_once_newest_first():
     assert keys == sorted(keys, reverse=True) and len(set(keys)) == len(keys)
     assert len([m for m in seen if m.entered]) == 129 and len([m for m in seen if not m.entered]) == 32
     assert audience_moves(audience_id=audience.pk, before="not a cursor", limit=3) == seen[:3]
+
+
+@pytest.mark.django_db
+def test_finished_days_are_counted_once_then_read_from_the_cache(django_assert_num_queries):
+    """A finished day's entries and exits never change: the second look counts only today."""
+    now = datetime.now(UTC)
+    a, b = Audience.objects.create(key="a", name="A", rule={}), Audience.objects.create(key="b", name="B", rule={})
+    Membership.objects.bulk_create([
+        Membership(audience=aud, profile_id=pid, entered_at=now - timedelta(days=pid % 20, minutes=1),
+                   exited_at=now - timedelta(days=pid % 5) if pid % 4 == 0 and pid % 5 < pid % 20 else None,
+                   entry_cause="rule v1") for pid in range(1, 80) for aud in (a, b)
+    ])  # fmt: skip
+    counted = audiences_days(audience_ids=[a.pk, b.pk], days=30, now=now)  # no cache at a given moment
+    with django_assert_num_queries(3):  # open stays, then entries and exits from the first day
+        assert audiences_days(audience_ids=[a.pk], days=30) == {a.pk: counted[a.pk]}
+    with django_assert_num_queries(5):  # b's days are counted; a's come from the cache, but today
+        assert audiences_days(audience_ids=[a.pk, b.pk], days=30) == counted
+    with django_assert_num_queries(3):  # open stays, and today's entries and exits
+        assert audiences_days(audience_ids=[a.pk, b.pk], days=30) == counted

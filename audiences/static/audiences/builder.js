@@ -538,7 +538,7 @@
 
   Builder.prototype.schedule = function (delay) {
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.preview(), delay === undefined ? DEBOUNCE_MS : delay);
+    this.timer = setTimeout(() => this.preview(), delay === undefined ? this.delay || DEBOUNCE_MS : delay);
   };
 
   Builder.prototype.status = function (text, busy) {
@@ -578,10 +578,13 @@
         const err = answer.error || {};
         this.showErrors(err.path ? [[err.path, err.message]] : [], true);
         this.status(err.path ? "Fix the highlighted condition." : err.message || "The preview failed.");
+        if (code === 503) this.delay = 3000;
         this.lastSent = null;
         return;
       }
       this.answered = { body, answer };
+      // A slow database gets fewer previews: wait about as long as the last one took.
+      this.delay = Math.min(3000, Math.max(DEBOUNCE_MS, answer.ms));
       this.size(answer);
       this.status(`Counted in ${answer.ms.toLocaleString()} ms.`);
     }).catch((e) => {
