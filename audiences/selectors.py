@@ -11,7 +11,7 @@ from typing import Any
 
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from audiences.models import Audience, AudienceMember, Membership
@@ -146,8 +146,8 @@ class Day:
 
 def audience_days(*, audience_id: int, days: int = 90, now: datetime | None = None) -> list[Day]:
     """The size at the end of each of the last `days` UTC days, with entries and exits per
-    day, oldest first. Three index-only range scans, whatever the audience's age: the open
-    stays (`membership_open`), and the stays entered and exited within the window
+    day, oldest first: the size now (`Audience.size`, kept with the members), and two
+    index-only range scans of the stays entered and exited within the window
     (`membership_audience_entered`, `membership_audience_exited`); each earlier size is the
     current one minus the entries after that day, plus the exits after it. The cost grows
     with the changes in the window (measured: 75 ms for 237,000 entries), never with the
@@ -176,12 +176,9 @@ def audiences_days(*, audience_ids: Sequence[int], days: int = 30, now: datetime
     ids = list(audience_ids)
     if not ids:
         return {}
-    open_now = dict(
-        Membership.objects.filter(audience_id__in=ids, exited_at__isnull=True)
-        .values_list("audience_id")
-        .annotate(n=Count("*"))  # COUNT(*): an index-only scan of `membership_open`
-        .order_by()
-    )
+    # The size now is the stored one, kept with the members in the transaction that changes
+    # them (counting the open stays of a 275,000 audience took 140 ms).
+    open_now = dict(Audience.objects.filter(pk__in=ids).values_list("pk", "size"))
     past = [first + timedelta(days=i) for i in range(days - 1)]
     keys = {_day_key(a, d): (a, d) for a in ids for d in past}
     cached: dict[str, Any] = {}

@@ -53,7 +53,7 @@ def overview(*, now: datetime | None = None) -> Overview:
     lag = now - backlog.oldest_received_at if backlog.oldest_received_at else None
     feed = feed_lag()
     audiences = list(Audience.objects.order_by("-size", "key")[:AUDIENCES_SHOWN])
-    days = audiences_days(audience_ids=[a.pk for a in audiences], days=TREND_DAYS, now=now)
+    days = audiences_days(audience_ids=[a.pk for a in audiences], days=TREND_DAYS)  # the present: cached days
     traits = list(ComputedTrait.objects.order_by("-profiles_with_value", "key")[:TRAITS_SHOWN])
     return Overview(
         today=ingest_today(now=now),

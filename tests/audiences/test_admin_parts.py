@@ -104,6 +104,8 @@ def test_sizes_per_day_equal_counting_every_stay_at_each_day_end():
     rows.append(Membership(audience=a, profile_id=999, entered_at=now - timedelta(days=2), entry_cause="merged from x"))
     stays[a.pk].append((999, now - timedelta(days=2), None))
     Membership.objects.bulk_create(rows)
+    for audience in (a, b):  # the size the engine keeps with the members
+        Audience.objects.filter(pk=audience.pk).update(size=len([s for s in stays[audience.pk] if s[2] is None]))
     both = audiences_days(audience_ids=[a.pk, b.pk], days=30, now=now)
     for audience in (a, b):
         days = both[audience.pk]
@@ -151,10 +153,12 @@ def test_finished_days_are_counted_once_then_read_from_the_cache(django_assert_n
                    exited_at=now - timedelta(days=pid % 5) if pid % 4 == 0 and pid % 5 < pid % 20 else None,
                    entry_cause="rule v1") for pid in range(1, 80) for aud in (a, b)
     ])  # fmt: skip
+    for aud in (a, b):
+        Audience.objects.filter(pk=aud.pk).update(size=Membership.objects.filter(audience=aud, exited_at=None).count())
     counted = audiences_days(audience_ids=[a.pk, b.pk], days=30, now=now)  # no cache at a given moment
-    with django_assert_num_queries(3):  # open stays, then entries and exits from the first day
+    with django_assert_num_queries(3):  # sizes, then entries and exits from the first day
         assert audiences_days(audience_ids=[a.pk], days=30) == {a.pk: counted[a.pk]}
     with django_assert_num_queries(5):  # b's days are counted; a's come from the cache, but today
         assert audiences_days(audience_ids=[a.pk, b.pk], days=30) == counted
-    with django_assert_num_queries(3):  # open stays, and today's entries and exits
+    with django_assert_num_queries(3):  # sizes, and today's entries and exits
         assert audiences_days(audience_ids=[a.pk, b.pk], days=30) == counted
