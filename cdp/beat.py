@@ -22,6 +22,13 @@ SCHEDULE = {
         "task": "profiles.prune_trait_changes",
         "schedule": timedelta(hours=24),
     },
+    # SQL traits whose schedule has come (each says how often: every 12 hours by default;
+    # checked every 5 minutes, so a run starts within 5 minutes of its time, as Segment's may
+    # start any time within its hour), runs whose task was lost, and runs whose worker died.
+    "sqltraits-enqueue-due": {
+        "task": "sqltraits.enqueue_due",
+        "schedule": timedelta(minutes=5),
+    },
     "ingest-sweep-unprocessed": {
         "task": "ingest.sweep_unprocessed",
         "schedule": timedelta(minutes=1),

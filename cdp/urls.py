@@ -8,5 +8,6 @@ urlpatterns = [
     path("healthz", healthz),  # liveness: the process answers
     path("readyz", readyz),  # readiness: PostgreSQL and the broker answer (cdp/health.py)
     path("", include("profiles.api.urls")),  # the Profile API (/v1/spaces/…) and /api/v1/, before /v1/<call>
+    path("", include("sqltraits.urls")),  # /api/v1/sql-traits
     path("", include("ingest.urls")),
 ]
