@@ -165,7 +165,8 @@ def query_check(query: Any) -> str:
         raise DefinitionError("query", "One statement only: the query holds several (a `;` between statements).")
     first = next((text for kind, text in tokens if text != "("), "")
     if first not in ("select", "with"):
-        raise DefinitionError("query", f"Only a SELECT (or WITH … SELECT) is run, not {first.upper() or 'this'}.")
+        shown = first.upper() or "this"
+        raise DefinitionError("query", f"A SQL trait only reads: a SELECT (or WITH … SELECT) is run, not {shown}.")
     words = [text for kind, text in tokens if kind == "word"]
     if _LOCKING.search(" ".join(words)):
         raise DefinitionError("query", "A SQL trait only reads: a locking clause (FOR UPDATE, FOR SHARE) is refused.")
