@@ -19,7 +19,10 @@ from sqltraits.selectors import sql_trait_runs
 from sqltraits.services import sql_trait_create, sql_trait_delete, sql_trait_run_request, sql_trait_update
 
 TAG = "SQL traits"
-KEY = OpenApiParameter("key", str, OpenApiParameter.PATH, description="The SQL trait's key, e.g. `open_tickets`.")
+KEY = OpenApiParameter(
+    "key", str, OpenApiParameter.PATH, description="The SQL trait's key, e.g. `has_open_ticket`.",
+    examples=[OpenApiExample("has_open_ticket", value="has_open_ticket")],
+)  # fmt: skip
 
 
 class SqlTraitIn(serializers.Serializer):
