@@ -97,7 +97,7 @@ INSTALLED_APPS = [
     "profiles",
     "audiences",
     "ingest",
-    "sqltraits",
+    "sqltraits",  # floor 5: sends through ingest's messages_ingest
 ]
 
 MIDDLEWARE = [

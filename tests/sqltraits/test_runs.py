@@ -213,3 +213,30 @@ def test_the_identifier_of_someone_already_known_finds_their_profile(tickets, de
     identity = Identity.objects.get(kind="user_id", value="u1")
     assert Identity.objects.get(kind="anonymous_id", value="a1").profile_id == identity.profile_id
     assert traits_of("user_id", "u1") == {"name": "Ada", "open_tickets": 1, "top_priority": 1}
+
+
+def test_the_readme_example_has_an_open_support_ticket(tickets, define, run):
+    """README, "SQL traits": the PostgreSQL query, or its SQLite variant."""
+    tickets.add(1, None, "open", email="Ada@Example.com")
+    tickets.add(2, None, "closed", email="ada@example.com")
+    tickets.add(3, None, "closed", email="grace@example.com")
+    tickets.add(4, None, "open", email=None)  # no one: skipped
+    if ON_POSTGRES:
+        query = (
+            "SELECT lower(email) AS email, bool_or(status = 'open') AS has_open_ticket, "
+            "count(*) FILTER (WHERE status = 'open') AS open_tickets FROM tickets GROUP BY lower(email)"
+        )
+        yes, no = True, False
+    else:
+        query = (
+            "SELECT lower(email) AS email, MAX(status = 'open') AS has_open_ticket, "
+            "SUM(status = 'open') AS open_tickets FROM tickets GROUP BY lower(email)"
+        )
+        yes, no = 1, 0
+    done = run(define(query, key="has_open_ticket", identifier="email"))
+    assert (done.status, done.people_sent, done.skipped) == ("succeeded", 2, 1), done.error
+    assert done.skipped_reasons["null_identifier"]["count"] == 1
+    assert traits_of("email", "ada@example.com") == {"email": "ada@example.com", "has_open_ticket": yes,
+                                                     "open_tickets": 1}  # fmt: skip
+    assert traits_of("email", "grace@example.com") == {"email": "grace@example.com", "has_open_ticket": no,
+                                                       "open_tickets": 0}  # fmt: skip
