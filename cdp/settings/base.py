@@ -237,7 +237,7 @@ SQL_TRAITS_DATABASE_URL = os.environ.get("SQL_TRAITS_DATABASE_URL", "")
 # Seconds a query may run, fetching included; past it the run fails with a timeout.
 SQL_TRAITS_STATEMENT_TIMEOUT = env_float("SQL_TRAITS_STATEMENT_TIMEOUT", 60.0)
 # Rows a query may return (Segment: 25M). The result is held in memory while it is compared.
-SQL_TRAITS_MAX_ROWS = int(os.environ.get("SQL_TRAITS_MAX_ROWS", "1000000"))
+SQL_TRAITS_MAX_ROWS = int(os.environ.get("SQL_TRAITS_MAX_ROWS") or "1000000")
 
 # --- Tracking API edge --------------------------------------------------------------------
 # Browsers post analytics.js events from any origin; only the /v1/ edge allows it. The
