@@ -34,6 +34,7 @@ FETCH_ROWS = 2000
 # SQLite calls the progress handler every this many virtual-machine instructions (~1 ms).
 SQLITE_PROGRESS_STEPS = 10_000
 CONNECT_TIMEOUT_S = 5
+_LIBPQ_KEPT = frozenset({"gssencmode", "channel_binding", "target_session_attrs", "passfile", "service"})
 
 
 class WarehouseError(Exception):
@@ -67,6 +68,8 @@ def _target() -> tuple[str, Any]:
         return "sqlite", str(params["NAME"])
     kwargs = {"dbname": params["NAME"], "user": params["USER"], "password": params["PASSWORD"],
               "host": params["HOST"], "port": params["PORT"]}  # fmt: skip
+    # The connection's TLS and routing as Django's has them (not its timeouts: ours below).
+    kwargs |= {k: v for k, v in (params.get("OPTIONS") or {}).items() if k.startswith("ssl") or k in _LIBPQ_KEPT}
     return "postgresql", {k: str(v) for k, v in kwargs.items() if v}
 
 
