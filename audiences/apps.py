@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class AudiencesConfig(AppConfig):
     name = "audiences"
     verbose_name = "Audiences"
+
+    def ready(self) -> None:
+        from audiences.selectors import profile_audiences
+        from profiles.memberships import membership_lookup_register
+
+        membership_lookup_register(lambda profile_id: profile_audiences(profile_id=profile_id))

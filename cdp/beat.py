@@ -9,13 +9,17 @@ SCHEDULE = {
         "task": "profiles.feed_sweep",
         "schedule": timedelta(seconds=10),
     },
-    # Events whose pipeline task was lost (a worker crash, a broker restart) are handed to
-    # the pipeline again. Two minutes of grace keeps it clear of tasks still in flight.
     # Time-dependent computed traits (windows, decaying scores) whose schedule has come
     # (each trait says how often: hourly by default) are recomputed.
     "profiles-compute-traits-due": {
         "task": "profiles.compute_traits_due",
         "schedule": timedelta(minutes=5),
+    },
+    # Audiences that time alone can change (windows, funnels, relative dates) are
+    # recomputed on their own schedule (every 15 minutes by default).
+    "audiences-compute-due": {
+        "task": "audiences.compute_due",
+        "schedule": timedelta(minutes=1),
     },
     # Recorded changes of computed trait values are kept CDP_TRAIT_CHANGES_KEEP_DAYS.
     "profiles-prune-trait-changes": {
@@ -29,6 +33,8 @@ SCHEDULE = {
         "task": "sqltraits.enqueue_due",
         "schedule": timedelta(minutes=5),
     },
+    # Events whose pipeline task was lost (a worker crash, a broker restart) are handed to
+    # the pipeline again. Two minutes of grace keeps it clear of tasks still in flight.
     "ingest-sweep-unprocessed": {
         "task": "ingest.sweep_unprocessed",
         "schedule": timedelta(minutes=1),

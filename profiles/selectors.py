@@ -15,6 +15,7 @@ from django.db.models.functions import Cast, Upper
 from profiles.computed.selectors import profile_computed_values
 from profiles.db import pg_cursor
 from profiles.identity.extract import normalize_identifier
+from profiles.memberships import profile_memberships
 from profiles.models import Demotion, Event, EventBatch, Identity, IdentityAudit, IdentityKind, Merge, Profile
 from profiles.timeline import Cursor
 
@@ -302,7 +303,8 @@ class TraitValue:
 def profile_traits(*, profile: Profile, trait_class: str | None = None) -> dict[str, TraitValue]:
     """A profile's traits by key: custom traits, then computed traits (which win a key both
     have: a computed key is refused while custom traits use it, but an identify may set one
-    later). `trait_class` keeps one class only."""
+    later), then audience memberships (`key: true`, as Segment shows them). `trait_class`
+    keeps one class only."""
     out: dict[str, TraitValue] = {}
     if trait_class in (None, "custom_trait"):
         meta = profile.trait_meta or {}
@@ -312,6 +314,9 @@ def profile_traits(*, profile: Profile, trait_class: str | None = None) -> dict[
     if trait_class in (None, "computed_trait"):
         for key, c in profile_computed_values(profile_id=profile.id).items():
             out[key] = TraitValue(c.value, "computed_trait", _iso(c.computed_at), definition=key)
+    if trait_class in (None, "audience"):  # Segment: `<audience_key>: true` per current membership
+        for key, entered_at in profile_memberships(profile.id):
+            out.setdefault(key, TraitValue(True, "audience", _iso(entered_at), definition=key))
     return out
 
 

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from profiles.api import schemas, shapes
 from profiles.api.base import ApiView, query
+from profiles.memberships import profile_memberships
 from profiles.models import Identity, Profile
 from profiles.selectors import profile_events, profile_explain, profile_lookup, profile_search
 
@@ -84,10 +85,12 @@ class ProfileView(ApiView):
         tags=[TAG],
         summary="A profile",
         parameters=[REF],
-        responses={200: schemas.ProfileOut, **schemas.errors(400, 401, 403, 404, 429, 503)},
+        responses={200: schemas.ProfileDetailOut, **schemas.errors(400, 401, 403, 404, 429, 503)},
     )
     def get(self, request: Request, ref: str) -> Response:
-        return Response(shapes.profile(resolve(ref)))
+        profile = resolve(ref)
+        audiences = [{"key": key, "entered_at": shapes.iso(at)} for key, at in profile_memberships(profile.id)]
+        return Response({**shapes.profile(profile), "audiences": audiences})
 
 
 class ProfileEventsView(ApiView):

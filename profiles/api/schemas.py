@@ -264,6 +264,15 @@ class ProfileOut(serializers.Serializer):
     merge_count = serializers.IntegerField()
 
 
+class MembershipOut(serializers.Serializer):
+    key = serializers.CharField(help_text="The audience's key.")
+    entered_at = serializers.DateTimeField()
+
+
+class ProfileDetailOut(ProfileOut):
+    audiences = MembershipOut(many=True, help_text="The audiences the profile is in now.")
+
+
 class ProfilePage(serializers.Serializer):
     results = ProfileOut(many=True)
     next = serializers.CharField(allow_null=True)

@@ -8,7 +8,6 @@ from django.test import Client
 
 from profiles.services.tokens import access_token_create
 from tests.conftest import basic_auth
-from tests.profiles.conftest import send  # noqa: F401  (the same fixture: post through /v1/batch, run the pipeline)
 
 BASE = "/v1/spaces/default/collections/users/profiles"
 

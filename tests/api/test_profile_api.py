@@ -273,7 +273,7 @@ def test_rate_limit_is_429_per_token(get, ada, token):
 
 @pytest.mark.parametrize(
     ("resource", "queries"),
-    [("traits", 3), ("external_ids", 3), ("events", 3), ("metadata", 4), ("links", 3), ("merges", 8)],
+    [("traits", 4), ("external_ids", 3), ("events", 3), ("metadata", 4), ("links", 3), ("merges", 8)],
 )
 def test_query_counts_are_pinned(get, send, django_assert_num_queries, resource, queries):
     send(*[track("u1", f"E{i}", f"2026-11-01T10:{i:02d}:00Z") for i in range(30)])

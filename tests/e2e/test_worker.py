@@ -178,3 +178,25 @@ def test_a_worker_keeps_its_database_connection_across_tasks():
         fixup.on_task_prerun(task)
         fixup.on_task_postrun(task)
     assert connection.connection is before
+
+
+def test_an_event_reaches_a_computed_trait_and_an_audience_through_the_worker(
+    live_server: Any, source: Source, celery_worker: Any, wait_until: Callable[..., None]
+) -> None:
+    """The whole way with a real worker: the edge's 200, resolution, the change feed woken at
+    its commit, the computed traits consumer, then the audiences consumer on the score."""
+    from audiences.models import AudienceChange, AudienceMember
+    from audiences.services import audience_compute, audience_create
+    from profiles.computed.services import computed_trait_compute, computed_trait_create
+    from profiles.models import ComputedTraitValue, Identity
+
+    trait = computed_trait_create(data={"key": "clicks", "type": "counter", "event": "Email Link Clicked"})
+    computed_trait_compute(trait_id=trait.pk)
+    audience = audience_create(data={"key": "clickers", "rule": {"trait": "clicks", "op": ">=", "value": 2}})
+    audience_compute(audience_id=audience.pk, cause="rule v1")
+    post_batch(live_server, source, [{"type": "track", "userId": "ada", "event": "Email Link Clicked",
+                                      "messageId": f"w-{i}"} for i in range(2)])  # fmt: skip
+    wait_until(lambda: AudienceMember.objects.filter(audience=audience).exists(), what="ada to enter the audience")
+    ada = Identity.objects.get(kind="user_id", value="ada").profile_id
+    assert ComputedTraitValue.objects.get(trait=trait, profile_id=ada).value == 2
+    assert AudienceChange.objects.get(audience=audience, profile_id=ada).cause == "trait clicks"

@@ -156,14 +156,17 @@ def test_windows_lose_old_events_on_schedule(shop, define):
 
 
 def test_a_lead_score_adds_points_and_decays(send, define):
-    send(track("ana", "Email Opened", 30), track("ana", "Email Link Clicked", 30), page("ana", 0),
-         track("ana", "Email Opened", 0, machine_open=True))  # fmt: skip
+    """The README's lead score, on the seed's email events."""
+    send(track("ana", "Email Opened", 30), track("ana", "Email Link Clicked", 30), page("ana", 0, path="/pricing"),
+         page("ana", 0, path="/about"), track("ana", "Email Opened", 0, machine_open=True))  # fmt: skip
     trait = define(key="lead_score", type="score", half_life_days=30, rules=[
-        {"event": "Email Opened", "points": 1, "where": [{"property": "machine_open", "op": "!=", "value": True}]},
+        {"event": "Email Opened", "where": [{"property": "machine_open", "op": "!=", "value": True}], "points": 1},
         {"event": "Email Link Clicked", "points": 3},
-        {"event": "Page Viewed", "points": 5, "where": [{"property": "url", "op": "not_exists"}]},
+        {"event": "Page Viewed", "where": [{"property": "path", "op": "starts_with", "value": "/pricing"}],
+         "points": 5},
     ])  # fmt: skip
-    # 30 days ago (1 + 3) halves to 2; today's page view is worth 5; the machine open nothing.
+    # 30 days ago (1 + 3) halves to 2; today's pricing visit is worth 5; /about and the
+    # machine open nothing.
     assert values("lead_score")["ana"] == pytest.approx(7.0, abs=0.01)
     computed_trait_compute(trait_id=trait.pk, scope="schedule", now=NOW + timedelta(days=30))
     assert values("lead_score")["ana"] == pytest.approx(3.5, abs=0.01)
@@ -238,3 +241,32 @@ def test_a_changed_definition_is_recomputed_and_its_key_is_fixed(shop, define, d
     assert values("orders") == {"ana": 1, "bo": 2}
     with pytest.raises(QueryError):
         computed_trait_update(key="orders", data={"key": "orders_2"})
+
+
+def test_the_compute_traits_command_equals_real_time(shop, define, send):
+    """Values kept current in real time (events, a merge) equal what `compute_traits`
+    computes from nothing; a second run changes nothing."""
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    define(key="orders", type="counter", event="Order Completed", window_days=90)
+    define(key="plans", type="unique_list", event="Order Completed", property="plan")
+    define(key="lead", type="score", rules=[{"event": "Order Completed", "points": 3}], half_life_days=30)
+    send(track("ana", "Order Completed", 0, plan="team"), track("dee", "Order Completed", 1, plan="pro"))
+    send({"type": "alias", "userId": "ana", "previousId": "anon-1"},
+         {"type": "track", "anonymousId": "anon-1", "event": "Order Completed", "timestamp": ago(0.5)})  # fmt: skip
+    real_time = {key: values(key) for key in ("orders", "plans", "lead")}
+    assert real_time["orders"]["ana"] == 4 and real_time["plans"]["dee"] == ["pro"]
+
+    ComputedTraitValue.objects.all().delete()  # from nothing
+    out = StringIO()
+    call_command("compute_traits", "--no-progress", stdout=out)
+    assert {key: values(key) for key in ("orders", "plans", "lead")} == real_time
+    assert "Recomputed 3 of 3 traits" in out.getvalue()
+
+    out = StringIO()
+    call_command("compute_traits", "--key", "orders", "--no-progress", stdout=out)
+    assert "orders: 0 values changed" in out.getvalue() and "Recomputed 1 of 1" in out.getvalue()
+    with pytest.raises(CommandError, match="No computed trait has the key 'nope'"):
+        call_command("compute_traits", "--key", "nope", "--no-progress")

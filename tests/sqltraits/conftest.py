@@ -9,7 +9,6 @@ from django.db import connection
 from profiles.models import Identity
 from sqltraits.models import SqlTrait, SqlTraitRun
 from sqltraits.services import sql_trait_create, sql_trait_run_request
-from tests.profiles.conftest import send  # noqa: F401  (post through /v1/batch, run the pipeline)
 
 
 class Tickets:

@@ -4,7 +4,11 @@ floors below, and nothing below imports them."""
 from __future__ import annotations
 
 import ast
+from io import StringIO
 from pathlib import Path
+
+import pytest
+from django.core.management import call_command
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 BELOW = ("audit", "destinations", "profiles", "audiences", "ingest")
@@ -28,3 +32,8 @@ def test_no_floor_below_imports_sql_traits():
 
 def test_sql_traits_import_no_floor_above():
     assert "cdp" not in imported("sqltraits")
+
+
+@pytest.mark.django_db
+def test_the_models_match_their_migrations():
+    call_command("makemigrations", "sqltraits", "ingest", "--check", "--dry-run", stdout=StringIO())
