@@ -7,3 +7,6 @@ class ProfilesConfig(AppConfig):
 
     def ready(self) -> None:
         from profiles import admin_tokens  # noqa: F401  (registers the access token admin)
+        from profiles.services.feed import feed_consumer_register
+
+        feed_consumer_register("computed_traits", "profiles.consume_feed")

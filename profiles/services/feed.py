@@ -168,15 +168,34 @@ def _wake_key(name: str) -> str:
     return f"cdp:feed-wake:{name}"
 
 
+# The consumers, registered by their apps at startup (`AppConfig.ready`): name -> task.
+_REGISTRY: dict[str, str] = {}
 _consumers: tuple[float, list[tuple[str, str]]] = (0.0, [])
 
 
+def feed_consumer_register(name: str, task: str) -> None:
+    """Make a consumer known to the feed: it is woken by commits and swept by beat, and its
+    cursor row is made (from the start) if it is missing. Its app's migration makes the row
+    first, from the feed's end at that time."""
+    _REGISTRY[name] = task
+
+
 def _registered() -> list[tuple[str, str]]:
-    """(name, task) of every consumer, read at most every 30 s (they change with releases)."""
+    """(name, task) of every consumer: the registered ones, and any other cursor row (read
+    at most every 30 s: they change with releases)."""
     global _consumers
     if time.monotonic() - _consumers[0] > 30 or not _consumers[1]:
-        _consumers = (time.monotonic(), list(FeedConsumer.objects.order_by("name").values_list("name", "task")))
+        rows = dict(FeedConsumer.objects.order_by("name").values_list("name", "task"))
+        _consumers = (time.monotonic(), sorted({**rows, **_REGISTRY}.items()))
     return _consumers[1]
+
+
+def _ensure_registered() -> None:
+    """Cursor rows for registered consumers that have none (from the start: a handler is
+    idempotent, and nothing the feed holds is skipped)."""
+    missing = set(_REGISTRY) - set(FeedConsumer.objects.filter(name__in=list(_REGISTRY)).values_list("name", flat=True))
+    for name in sorted(missing):
+        FeedConsumer.objects.get_or_create(name=name, defaults={"task": _REGISTRY[name], "position": 0})
 
 
 def _task(name: str) -> Any:
@@ -235,6 +254,11 @@ def feed_consume(*, consumer: str, handle: Handler, batch: int = FEED_BATCH) -> 
                 with connection.cursor() as cursor:
                     cursor.execute("SET LOCAL synchronous_commit = off")
             position = FeedConsumer.objects.select_for_update().filter(name=consumer).values_list("position").first()
+            if position is None and consumer in _REGISTRY:
+                _ensure_registered()
+                position = (
+                    FeedConsumer.objects.select_for_update().filter(name=consumer).values_list("position").first()
+                )
             if position is None:
                 logger.warning("Feed consumer %s is not registered.", consumer)
                 return total
@@ -251,6 +275,7 @@ def feed_consume(*, consumer: str, handle: Handler, batch: int = FEED_BATCH) -> 
 
 def feed_prune() -> int:
     """Delete the changes every consumer has passed; returns how many."""
+    _ensure_registered()
     positions = list(FeedConsumer.objects.values_list("position", flat=True))
     if not positions:
         return 0
@@ -260,6 +285,7 @@ def feed_prune() -> int:
 def feed_sweep() -> int:
     """Beat's pass: wake every consumer that has changes to read, then prune. Returns how
     many consumers it woke."""
+    _ensure_registered()
     last = ProfileChange.objects.order_by("-id").values_list("id", flat=True).first() or 0
     behind = [name for name, position in FeedConsumer.objects.values_list("name", "position") if position < last]
     if behind:

@@ -182,3 +182,18 @@ def test_a_reader_never_sees_a_later_change_before_an_earlier_one_commits():
         first.close()
         reader.close()
         ProfileChange.objects.all().delete()
+
+
+def test_consumers_are_known_from_code_even_if_their_cursor_rows_went(send, django_capture_on_commit_callbacks):
+    """The apps register their consumers at startup: a cursor row lost (a test database
+    flushed, a table restored without it) is made again, from the start, and wakes still
+    reach it."""
+    from profiles.computed.services import computed_trait_create
+    from profiles.models import ComputedTraitValue
+
+    with django_capture_on_commit_callbacks(execute=True):
+        computed_trait_create(data={"key": "views", "type": "counter", "event": "Page Viewed"})
+    FeedConsumer.objects.all().delete()
+    send(page("v1", t="2026-11-01T10:00:00Z"))
+    assert ComputedTraitValue.objects.get(trait__key="views").value == 1
+    assert set(FeedConsumer.objects.values_list("name", flat=True)) >= {"computed_traits", "audiences"}
