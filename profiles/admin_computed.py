@@ -22,7 +22,7 @@ from audit.admin import REASON, AuditedModelAdmin, reason_confirmation
 from profiles.admin_computed_forms import OP_CHOICES, ComputedTraitForm, DefinitionForm, FilterRowForm, RuleForm
 from profiles.computed.definitions import TYPES, WITH_PROPERTY
 from profiles.computed.selectors import (
-    Distribution,
+    Preview,
     PreviewTooSlow,
     definition_preview,
     event_names,
@@ -151,7 +151,9 @@ class ComputedTraitAdmin(AuditedModelAdmin[ComputedTrait]):
         context["cta"] = {
             "form": form.definition_form,
             "writable": writable,
-            "events": [(name, f"{name} ({count:,} events)") for name, count in event_names()] if writable else [],
+            "events": [(name, f"{name} ({count:,} event{'' if count == 1 else 's'})") for name, count in event_names()]
+            if writable
+            else [],
             "filter_template": FilterRowForm(prefix="__P__"),
             "rule_template": RuleForm(prefix="rules-__R__"),
             "ops": OP_CHOICES,
@@ -207,18 +209,19 @@ class ComputedTraitAdmin(AuditedModelAdmin[ComputedTrait]):
             except PreviewTooSlow as exc:
                 context["too_slow"] = str(exc)
             else:
-                context |= {"preview": preview, "bars": preview_bars(preview.distribution)}
+                context |= {"preview": preview, "bars": preview_bars(preview)}
             context["summary"] = definition_summary(defn)
         return TemplateResponse(request, f"{TEMPLATES}/_preview.html", context, status=status)
 
 
-def preview_bars(d: Distribution) -> list[tuple[str, int, int]]:
-    """Pure. The preview's rows: (what, profiles, bar width in percent of the largest)."""
-    if d.kind == "numbers":
-        if d.minimum is not None and d.minimum == d.maximum:
-            rows = [(_num(d.minimum), d.histogram[0][2])]
-        else:
-            rows = [(f"{_num(lo)} to {_num(hi)}", n) for lo, hi, n in d.histogram]
+def preview_bars(preview: Preview) -> list[tuple[str, int, int]]:
+    """Pure. The preview's rows: (what, profiles, bar width in percent of the largest): a few
+    numbers one by one, more as a histogram, anything else its top values."""
+    d = preview.distribution
+    if preview.numbers:
+        rows = [(_num(v), n) for v, n in preview.numbers]
+    elif d.kind == "numbers":
+        rows = [(f"{_num(lo)} to {_num(hi)}", n) for lo, hi, n in d.histogram]
     else:
         rows = [(str(v), n) for v, n in d.top]
     top = max((n for _, n in rows), default=0) or 1

@@ -296,22 +296,24 @@ class DefinitionForm(forms.Form):
 
     def messages(self) -> list[str]:
         """Every error, each saying where it is ("Rule 2, filter 1, value: …")."""
-        out = [f"{self._label(self, n)}{e}" for n, errs in self.errors.items() for e in errs]
+        out = [f"{_label(self, n)}{e}" for n, errs in self.errors.items() for e in errs]
         out += [f"Filters: {e}" for e in self.where_errors] + [f"Rules: {e}" for e in self.rules_errors]
-        out += [m for i, row in enumerate(self.rows) for m in _row_messages(row, f"Filter {i + 1}")]
+        out += [m for i, row in enumerate(self.rows) for m in _located(row, f"Filter {i + 1}")]
         for i, rule in enumerate(self.rules):
-            out += [f"Rule {i + 1}, {self._label(rule, n)}{e}" for n, errs in rule.errors.items() for e in errs]
-            out += [f"Rule {i + 1}, filters: {e}" for e in rule.where_errors]
-            out += [m for j, row in enumerate(rule.rows) for m in _row_messages(row, f"Rule {i + 1}, filter {j + 1}")]
+            out += _located(rule, f"Rule {i + 1}") + [f"Rule {i + 1}, filters: {e}" for e in rule.where_errors]
+            out += [m for j, row in enumerate(rule.rows) for m in _located(row, f"Rule {i + 1}, filter {j + 1}")]
         return out
 
-    @staticmethod
-    def _label(form: forms.Form, name: str) -> str:
-        return "" if name == "__all__" else f"{form.fields[name].label or name.replace('_', ' ').capitalize()}: "
+
+def _label(form: forms.Form, name: str, *, lower: bool = False) -> str:
+    if name == "__all__":
+        return ""
+    label = str(form.fields[name].label or name.replace("_", " ").capitalize())
+    return f"{label.lower() if lower else label}: "
 
 
-def _row_messages(row: FilterRowForm, where: str) -> list[str]:
-    return [f"{where}, {DefinitionForm._label(row, n).lower()}{e}" for n, errs in row.errors.items() for e in errs]
+def _located(form: forms.Form, where: str) -> list[str]:
+    return [f"{where}, {_label(form, n, lower=True)}{e}" for n, errs in form.errors.items() for e in errs]
 
 
 class ComputedTraitForm(forms.ModelForm):

@@ -108,6 +108,9 @@ class PreviewTooSlow(Exception):
 class Preview:
     distribution: Distribution
     duration_ms: int
+    # Numbers that take few distinct values (counts, most scores) read better one by one than
+    # as a histogram: (value, profiles), smallest first, when there are at most `buckets`.
+    numbers: list[tuple[float, int]]
 
 
 def definition_preview(
@@ -124,7 +127,8 @@ def definition_preview(
     except ReadTooSlow:
         raise PreviewTooSlow(f"The preview was stopped after {PREVIEW_TIMEOUT_S:g} s.") from None
     distribution = values_distribution(values, total=total, top=top, buckets=buckets)
-    return Preview(distribution, int((time.monotonic() - started) * 1000))
+    numbers = sorted(Counter(values).items()) if distribution.kind == "numbers" else []
+    return Preview(distribution, int((time.monotonic() - started) * 1000), numbers if len(numbers) <= buckets else [])
 
 
 def values_distribution(values: list[Any], *, total: int, top: int = 10, buckets: int = 10) -> Distribution:

@@ -64,14 +64,14 @@ def _window(d: TraitDefinition) -> str:
 
 
 def definition_summary(d: TraitDefinition) -> str:
-    """E.g. "count of Order Completed, last 90 days"; "score: +1 per Email Opened, +3 per
-    Email Link Clicked; half-life 30 days, all time"."""
+    """E.g. "count of Order Completed, last 90 days"; for a score "+1 per Email Opened; +3
+    per Email Link Clicked; half-life 30 days, all time"."""
     if d.type == "score":
         rules = "; ".join(
             f"{'+' if r.points >= 0 else '-'}{_number(abs(r.points))} per {r.event}{_where(r.where)}" for r in d.rules
         )
         decay = f"; half-life {_number(d.half_life_days)} days" if d.half_life_days is not None else ""
-        return f"score: {rules}{decay}{_window(d)}"
+        return f"{rules}{decay}{_window(d)}"
     if d.type == "counter":
         return f"count of {d.event}{_where(d.where)}{_window(d)}"
     prop = ".".join(d.prop or ())

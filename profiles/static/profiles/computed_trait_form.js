@@ -60,7 +60,8 @@
     Array.from(select.options).forEach((o) => { if (o !== first && o !== last) o.remove(); });
     for (const p of properties) {
       const examples = p.examples.length ? `, e.g. ${p.examples.slice(0, 4).join(", ")}` : "";
-      const option = new Option(`${p.path} (on ${p.events} recent events${examples})`, p.path);
+      const seenOn = p.events === 1 ? "1 recent event" : `${p.events} recent events`;
+      const option = new Option(`${p.path} (on ${seenOn}${examples})`, p.path);
       select.insertBefore(option, last);
     }
     syncPicker(picker);
