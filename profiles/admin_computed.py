@@ -49,13 +49,24 @@ SHOWN_FOR = {
 }
 
 
+class TypeFilter(admin.SimpleListFilter):
+    title = "type"
+    parameter_name = "type"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return list(TYPE_LABELS.items())
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ComputedTrait]) -> QuerySet[ComputedTrait]:
+        return queryset.filter(type=self.value()) if self.value() else queryset
+
+
 @admin.register(ComputedTrait)
 class ComputedTraitAdmin(AuditedModelAdmin[ComputedTrait]):
     form = ComputedTraitForm
     change_form_template = f"{TEMPLATES}/change_form.html"
     list_display = ("key", "name", "type_label", "definition", "status_label", "last_computed_at", "duration",
                     "profiles_with_value")  # fmt: skip
-    list_filter = ("type", "status", "enabled")
+    list_filter = (TypeFilter, "status", "enabled")
     search_fields = ("key", "name")
     actions = ["recompute"]
 

@@ -83,8 +83,8 @@ def _items(text: str) -> list[str]:
         m = _ITEM.match(text, at)
         if m is None or m.end() == at:  # pragma: no cover - the pattern always advances or ends
             break
-        if m.group(1):
-            items.append(m.group(1))
+        if item := m.group(1).strip():
+            items.append(item)
         at = m.end()
     return items
 

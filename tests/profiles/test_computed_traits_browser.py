@@ -21,6 +21,7 @@ def test_marketer_builds_previews_and_saves_a_lead_score(admin_browser, artifact
     send_ana(send)  # one open, one click, an order
     send(*_opened("bo-7", 3))
     page = admin_browser("/admin/profiles/computedtrait/add/")
+    page.locator(".field-event select.cta-pick").wait_for()  # shown once the builder's script has run
     page.fill("#id_key", "lead_score")
     page.fill("#id_name", "Lead score")
     page.select_option("#id_type", "score")
@@ -73,3 +74,57 @@ def test_marketer_builds_previews_and_saves_a_lead_score(admin_browser, artifact
     assert "+1 per Email Opened; +5 per Email Link Clicked where campaign_name exists" in row.inner_text()
     assert "Lead score" not in page.inner_text("#traits")  # computed traits apart from custom ones
     card.screenshot(path=str(artifacts / "profile-computed-traits.png"))
+
+
+@pytest.mark.browser
+@pytest.mark.e2e
+def test_the_builder_shows_the_fields_of_the_type_and_the_properties_of_the_event(admin_browser, send):
+    send(*[{"type": "track", "userId": who, "event": "Order Completed", "messageId": f"{who}-{i}",
+            "timestamp": f"2026-11-2{i}T10:00:00Z", "properties": {"revenue": rev, "plan": plan}}
+           for i, (who, rev, plan) in enumerate([("ana", 10, "pro"), ("ana", 25, "pro"), ("bo", 7, "team"),
+                                                 ("cy", 99, "basic")])])  # fmt: skip
+    page = admin_browser("/admin/profiles/computedtrait/add/")
+    page.locator(".field-event select.cta-pick").wait_for()  # shown once the builder's script has run
+    assert page.locator(".field-event").is_visible() and page.locator(".field-property").is_hidden()  # a counter
+    page.select_option("#id_type", "sum")
+    assert page.locator(".field-property").is_visible() and page.locator(".cta-score").is_hidden()
+
+    main = page.locator(".cta-main")
+    main.locator(".field-event select.cta-pick").select_option("Order Completed")
+    prop = main.locator(".field-property select.cta-pick")
+    prop.locator("option", has_text="revenue (on 4 recent events, e.g. 99, 7, 25, 10)").wait_for(state="attached")
+    prop.select_option("revenue")
+    main.locator("button.cta-add-filter").click()
+    row = main.locator(".cta-filter")
+    row.locator("select.cta-pick option", has_text="plan").wait_for(state="attached")
+    row.locator("select.cta-pick").select_option("plan")
+    row.locator("select.cta-op").select_option("one_of")
+    assert row.locator("input.cta-value").get_attribute("placeholder") == "pro, team"
+    row.locator("input.cta-value").fill("pro, team")
+
+    page.click("#cta-preview-button")
+    page.locator("#cta-preview-result").wait_for()
+    assert page.inner_text("#cta-preview-profiles") == "2"  # ana (35) and bo (7); cy is on basic
+    assert page.locator("#cta-preview-table td.cta-dist-value").all_inner_texts() == ["7", "35"]
+
+    page.fill("#id_key", "spend")
+    page.fill("#id_name", "Spend")
+    page.click("input[name=_continue]")  # save and keep editing: the form comes back from what was stored
+    assert page.locator("#id_key").count() == 0 and "spend" in page.inner_text(".field-key")  # fixed now
+    assert page.input_value("#id_type") == "sum"
+    assert page.input_value(".field-event select.cta-pick") == "Order Completed"
+    prop = page.locator(".field-property select.cta-pick")
+    prop.locator("option", has_text="revenue (on").wait_for(state="attached")
+    assert prop.input_value() == "revenue" and page.locator("#id_property").is_hidden()
+    row = page.locator(".cta-main .cta-filter")
+    assert row.locator("select.cta-op").input_value() == "one_of" and row.locator("input.cta-value").input_value() == (
+        "pro, team"
+    )
+
+    # An event never seen yet can be typed: "Another event…" opens the text field.
+    page.locator(".field-event select.cta-pick").select_option(label="Another event (type its name)…")
+    assert page.locator("#id_event").is_visible()
+    page.fill("#id_event", "Order Refunded")
+    page.fill("#id_audit_reason", "refunds instead")
+    page.click("input[name=_save]")
+    assert ComputedTrait.objects.get(key="spend").spec["event"] == "Order Refunded"
