@@ -158,6 +158,11 @@ class FilterRowForm(forms.Form):
         return out
 
 
+def next_index(rows: list[Any]) -> int:
+    """Pure. The number a new row takes after `rows` (posted rows keep theirs, gaps and all)."""
+    return max((int(row.prefix.rsplit("-", 1)[1]) for row in rows), default=-1) + 1
+
+
 def _rows(data: Mapping[str, Any] | None, prefix: str, filters: list[dict[str, Any]]) -> list[FilterRowForm]:
     """The non-blank filter rows posted (bound), else those of a stored definition."""
     if data is not None:
@@ -182,6 +187,9 @@ class RuleForm(forms.Form):
     @property
     def where_prefix(self) -> str:
         return self.add_prefix("where")
+
+    def next_row(self) -> int:
+        return next_index(self.rows)
 
     def blank(self) -> bool:
         return not (self.rows or self.data.get(self.add_prefix("event"), "").strip() or
@@ -238,6 +246,12 @@ class DefinitionForm(forms.Form):
     def shown_rules(self) -> list[RuleForm]:
         """The rules to draw: a new score starts with one empty rule."""
         return self.rules or [RuleForm(prefix="rules-0")]
+
+    def next_row(self) -> int:
+        return next_index(self.rows)
+
+    def next_rule(self) -> int:
+        return next_index(self.shown_rules())
 
     def data_json(self, key: str) -> dict[str, Any]:
         """The definition JSON, as the API takes it: only the fields of the chosen type (a

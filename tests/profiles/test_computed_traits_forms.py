@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from profiles.admin_computed import preview_bars
-from profiles.admin_computed_forms import filter_value, filter_value_text
+from profiles.admin_computed_forms import DefinitionForm, filter_value, filter_value_text
 from profiles.computed.definitions import definition_parse
 from profiles.computed.selectors import Distribution, Preview
 from profiles.computed.summary import definition_summary
@@ -103,3 +103,13 @@ def test_the_preview_rows_are_values_or_buckets_with_bars():
     words = _preview(Distribution(5, "values", [("pro", 4), ("team", 1)], []))
     assert preview_bars(words) == [("pro", 4, 100), ("team", 1, 25)]
     assert preview_bars(_preview(Distribution(0, "values", [], []))) == []
+
+
+def test_rows_posted_keep_their_numbers_and_a_new_row_takes_the_next_one():
+    form = DefinitionForm({"type": "counter", "event": "X", "where-1-property": "", "where-1-value": "",
+                           "where-4-property": "plan", "where-4-op": "=", "where-4-value": "pro",
+                           "rules-2-event": "Y", "rules-2-points": "1", "rules-2-where-7-property": "a",
+                           "rules-2-where-7-op": "exists"})  # fmt: skip
+    assert [r.prefix for r in form.rows] == ["where-4"] and form.next_row() == 5  # the empty row is dropped
+    assert form.next_rule() == 3 and form.rules[0].next_row() == 8
+    assert DefinitionForm().next_row() == 0 and DefinitionForm().next_rule() == 1  # the first, empty rule is 0
