@@ -143,7 +143,8 @@ def values_distribution(values: list[Any], *, total: int, top: int = 10, buckets
     for v in values:
         for item in v if isinstance(v, list) else [v]:
             tally[item if isinstance(item, str) else str(item)] += 1
-    return Distribution(total, "values", tally.most_common(top), [])
+    # Ties in value order: the same values give the same picture whatever order they were read in.
+    return Distribution(total, "values", sorted(tally.items(), key=lambda kv: (-kv[1], kv[0]))[:top], [])
 
 
 def event_names(*, limit: int = 500) -> list[tuple[str, int]]:

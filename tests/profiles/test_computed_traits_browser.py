@@ -110,6 +110,8 @@ def test_the_builder_shows_the_fields_of_the_type_and_the_properties_of_the_even
     page.fill("#id_key", "spend")
     page.fill("#id_name", "Spend")
     page.click("input[name=_continue]")  # save and keep editing: the form comes back from what was stored
+    page.wait_for_url("**/change/")
+    page.locator(".field-event select.cta-pick").wait_for()  # the builder's script has run
     assert page.locator("#id_key").count() == 0 and "spend" in page.inner_text(".field-key")  # fixed now
     assert page.input_value("#id_type") == "sum"
     assert page.input_value(".field-event select.cta-pick") == "Order Completed"
