@@ -26,6 +26,13 @@ SCHEDULE = {
         "task": "profiles.prune_trait_changes",
         "schedule": timedelta(hours=24),
     },
+    # SQL traits whose schedule has come (each says how often: every 12 hours by default;
+    # checked every 5 minutes, so a run starts within 5 minutes of its time, as Segment's may
+    # start any time within its hour), runs whose task was lost, and runs whose worker died.
+    "sqltraits-enqueue-due": {
+        "task": "sqltraits.enqueue_due",
+        "schedule": timedelta(minutes=5),
+    },
     # Events whose pipeline task was lost (a worker crash, a broker restart) are handed to
     # the pipeline again. Two minutes of grace keeps it clear of tasks still in flight.
     "ingest-sweep-unprocessed": {

@@ -19,6 +19,7 @@ from profiles.counting import queryset_count_estimate
 from profiles.models import ComputedTrait, Profile
 from profiles.selectors import Backlog, pipeline_backlog
 from profiles.services.feed import ConsumerLag, feed_lag
+from sqltraits.models import SqlTrait, SqlTraitRun
 
 AUDIENCES_SHOWN, TRAITS_SHOWN, TREND_DAYS = 12, 12, 30
 # The pipeline or a change-feed consumer this far behind is a problem worth showing.
@@ -68,7 +69,8 @@ def overview(*, now: datetime | None = None) -> Overview:
 
 def problems(*, now: datetime, backlog: Backlog, lag: timedelta | None, feed: list[ConsumerLag]) -> list[Problem]:
     """What needs attention: failing sources, a pipeline or feed behind, failed computations
-    (audiences, computed traits) and, once destinations exist, failing destinations."""
+    (audiences, computed traits, SQL traits' runs) and, once destinations exist, failing
+    destinations."""
     out = [
         Problem("source", p.source.name, p.problem, reverse("admin:ingest_source_debugger", args=[p.source.pk]))
         for p in sources_failing(now=now)
@@ -90,6 +92,9 @@ def problems(*, now: datetime, backlog: Backlog, lag: timedelta | None, feed: li
     for t in ComputedTrait.objects.filter(status=ComputedTrait.Status.FAILED).order_by("key"):
         out.append(Problem("computed trait", t.name, t.last_error or "the last computation failed",
                            admin_url("admin:profiles_computedtrait_change", t.pk)))  # fmt: skip
+    for q in SqlTrait.objects.filter(enabled=True, last_status=SqlTraitRun.Status.FAILED).order_by("key"):
+        out.append(Problem("SQL trait", q.name, q.last_error or "the last run failed",
+                           admin_url("admin:sqltraits_sqltrait_change", q.pk)))  # fmt: skip
     out += failing_destinations()
     return out
 

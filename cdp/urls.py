@@ -9,5 +9,6 @@ urlpatterns = [
     path("readyz", readyz),  # readiness: PostgreSQL and the broker answer (cdp/health.py)
     path("", include("audiences.urls")),  # /api/v1/audiences
     path("", include("profiles.api.urls")),  # the Profile API (/v1/spaces/…) and /api/v1/, before /v1/<call>
+    path("", include("sqltraits.urls")),  # /api/v1/sql-traits
     path("", include("ingest.urls")),
 ]

@@ -44,6 +44,8 @@ class SourceAdmin(AuditedModelAdmin[Source]):
     def tracking_help(self, obj: Source) -> str:
         if not obj.pk:
             return "Save the source to get its write key or webhook URL."
+        if obj.kind == Source.Kind.SQL:
+            return "A SQL trait's runs send their identify calls from this source (Admin → SQL traits)."
         if obj.kind != Source.Kind.HTTP:
             url = webhook_url(obj, base_url=settings.CDP_PUBLIC_URL)
             extra = (

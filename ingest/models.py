@@ -23,7 +23,8 @@ class Source(models.Model):
     """Where events come from. The write key authenticates the tracking API; the signing
     secret, which never leaves the server, signs tracked links. An email provider's source
     (`kind` other than http) receives that provider's webhooks at its own URL
-    (`ingest.webhooks.webhook_url`), authenticated as the provider does it."""
+    (`ingest.webhooks.webhook_url`), authenticated as the provider does it. A `sql` source
+    belongs to one SQL trait (the floor above): its runs' identify calls come from it."""
 
     class Kind(models.TextChoices):
         HTTP = "http", "HTTP tracking API"
@@ -35,6 +36,7 @@ class Source(models.Model):
         POSTMARK = "postmark", "Postmark webhooks"
         SES = "ses", "Amazon SES via SNS"
         BRAZE = "braze", "Braze Currents (custom HTTP)"
+        SQL = "sql", "SQL trait (its runs send identify calls)"
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.HTTP)

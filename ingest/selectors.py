@@ -157,6 +157,7 @@ def sources_failing(*, now: datetime | None = None) -> list[SourceProblem]:
                                              f"({share:.0%})"))  # fmt: skip
         if parked.get(source.pk):
             out.append(SourceProblem(source, f"{parked[source.pk]:,} batches parked after failing"))
-        if not accepted and not rejected and month.get(source.pk, (0, 0, 0))[0]:
+        quiet_is_normal = source.kind == Source.Kind.SQL  # a SQL trait sends only what changed
+        if not accepted and not rejected and month.get(source.pk, (0, 0, 0))[0] and not quiet_is_normal:
             out.append(SourceProblem(source, f"silent for 24 hours (it sent {month[source.pk][0]:,} in 30 days)"))
     return out

@@ -44,7 +44,7 @@ from ingest.providers.common import PayloadError
 from ingest.refusals import refusal_record
 from ingest.services import Outcome, messages_ingest
 
-PROVIDERS = tuple(k for k in Source.Kind.values if k != Source.Kind.HTTP)
+PROVIDERS = tuple(k for k in Source.Kind.values if k not in (Source.Kind.HTTP, Source.Kind.SQL))
 BASIC_AUTH_USER = "cdp"
 _BASIC_AUTH = ("mailjet", "postmark")
 _ANYMAIL_VIEWS: dict[str, type[Any]] = {

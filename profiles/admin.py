@@ -183,6 +183,8 @@ class ProfileAdmin(AuditedModelAdmin[Profile]):
             "tz_name": timezone.get_current_timezone_name(),
             "reason_form": ReasonForm(),
             "can_change": self.has_change_permission(request, live),
+            "can_view_computed": request.user.has_perm("profiles.view_computedtrait")
+            or request.user.has_perm("profiles.change_computedtrait"),
             "next": request.get_full_path(),
             "opts": self.model._meta,
             "original": live,

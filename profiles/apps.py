@@ -6,7 +6,7 @@ class ProfilesConfig(AppConfig):
     verbose_name = "Profiles"
 
     def ready(self) -> None:
-        from profiles import admin_tokens  # noqa: F401  (registers the access token admin)
+        from profiles import admin_computed, admin_tokens  # noqa: F401  (register the computed trait and token admins)
         from profiles.services.feed import feed_consumer_register
 
         feed_consumer_register("computed_traits", "profiles.consume_feed")

@@ -1,7 +1,7 @@
 """Reads for the admin profile page and its event timeline.
 
-`profile_page` gathers what the header, traits, identities, identity graph and history show, in
-a fixed number of queries whatever the profile's size. `profile_timeline` pages the events by
+`profile_page` gathers what the header, traits (custom and computed), identities, identity graph
+and history show, in a fixed number of queries whatever the profile's size. `profile_timeline` pages the events by
 cursor (through `profile_events`, keyset on the timeline index) and places merges inline where
 they happened. The shaping of events and the interleaving are pure functions below them.
 """
@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from profiles.computed.selectors import ProfileComputedTrait, profile_computed_traits
+from profiles.computed.summary import TYPE_LABELS, definition_summary
 from profiles.counting import queryset_count_estimate
 from profiles.graph_svg import GraphEdge, GraphNode, GraphPicture, graph_legend, identity_graph_svg
 from profiles.models import Event, IdentityLink, Merge, Profile
@@ -38,6 +40,7 @@ class ProfilePage:
     graph: GraphPicture
     legend: list[tuple[str, str]]
     merge_keys: dict[int, tuple[datetime, int]]  # merge id -> where it sits on the timeline
+    computed: list[ProfileComputedTrait] = field(default_factory=list)  # every enabled definition
 
     @property
     def profile(self) -> Profile:
@@ -69,6 +72,46 @@ class ProfilePage:
         order = {k: i for i, k in enumerate(TOP_TRAITS)}
         keys = sorted(traits, key=lambda k: (order.get(k, len(order)), k.lower()))
         return [trait_row(k, traits[k], meta.get(k)) for k in keys]
+
+    def computed_traits(self) -> list[ComputedRow]:
+        """The computed traits this profile has a value of, by name, each with its definition."""
+        return [computed_row(c) for c in self.computed if c.has_value]
+
+    def computed_without_value(self) -> list[ProfileComputedTrait]:
+        return [c for c in self.computed if not c.has_value]
+
+
+@dataclass(frozen=True)
+class ComputedRow:
+    trait_id: int
+    key: str
+    name: str
+    type: str
+    summary: str
+    value: str
+    computed_at: datetime | None  # when the value was last set (values are written when they change)
+    last_run_at: datetime | None  # the definition's last full or scheduled run
+    status: str
+
+
+def computed_row(c: ProfileComputedTrait) -> ComputedRow:
+    """Pure. What the profile page shows of one computed trait."""
+    d = c.definition
+    return ComputedRow(
+        trait_id=c.trait_id, key=c.key, name=c.name, type=TYPE_LABELS.get(d.type, d.type) if d else "",
+        summary=definition_summary(d) if d else "(this definition can no longer be read)",
+        value=computed_value_text(c.value), computed_at=c.computed_at, last_run_at=c.last_computed_at,
+        status=c.status,
+    )  # fmt: skip
+
+
+def computed_value_text(value: Any) -> str:
+    """Pure. A list as its items, a whole float as an integer (a score of 7.0 reads 7)."""
+    if isinstance(value, list):
+        return ", ".join(value_text(v) for v in value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return value_text(value)
 
 
 @dataclass(frozen=True)
@@ -126,6 +169,7 @@ def profile_page(*, profile_id: int) -> ProfilePage:
         graph=identity_graph_svg(nodes=nodes, edges=edges),
         legend=graph_legend([n.kind for n in nodes]),
         merge_keys=merge_keys,
+        computed=profile_computed_traits(profile_id=x.profile.id),
     )
 
 

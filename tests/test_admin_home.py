@@ -15,6 +15,7 @@ from django.utils import timezone
 from audiences.models import Audience, Membership
 from ingest.models import IngestCounter, Source
 from profiles.models import ComputedTrait, EventBatch, Profile
+from sqltraits.models import SqlTrait
 
 pytestmark = pytest.mark.django_db
 
@@ -44,6 +45,10 @@ def test_the_home_is_the_overview_and_names_the_product():
                                                entry_cause="rule v1") for i in (1, 2)])  # fmt: skip
     Audience.objects.create(key="broken", name="Broken", rule={}, status="failed", last_error="statement timeout")
     ComputedTrait.objects.create(key="lead_score", name="Lead score", type="score", profiles_with_value=2)
+    ComputedTrait.objects.create(key="broken_sum", name="Broken sum", type="sum", status="failed", last_error="boom")
+    SqlTrait.objects.create(key="ltv", name="Lifetime value", query="SELECT 1", last_status="failed",
+                            last_error="relation \"orders\" does not exist",
+                            source=Source.objects.create(name="SQL: ltv", kind="sql"))  # fmt: skip
 
     client = _staff("audiences.view_audience")
     html = client.get("/admin/").content.decode()
@@ -58,6 +63,8 @@ def test_the_home_is_the_overview_and_names_the_product():
     assert "Mobile app" in problems and "60 of 100 messages refused" in problems
     assert "Broken" in problems and "statement timeout" in problems
     assert "100 messages wait" in problems  # behind by more than 5 minutes
+    assert "Broken sum" in problems and "boom" in problems and "/admin/profiles/computedtrait/" in problems
+    assert "Lifetime value" in problems and "does not exist" in problems
     assert "Website" not in problems
     assert 'href="/admin/apps/"' in html
     apps = client.get("/admin/apps/").content.decode()

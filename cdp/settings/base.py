@@ -11,6 +11,7 @@
 | CDP_CELERY_EAGER    | false: tasks run inline where no worker can run         |
 | CDP_VAR_DIR         | `var/` beside manage.py                                 |
 | CDP_BEHIND_PROXY    | false: trust X-Forwarded-Proto only when true           |
+| SQL_TRAITS_DATABASE_URL | the CDP's own database: what SQL traits read        |
 
 Timeouts (what happens in each outage: README, "Operations"): PostgreSQL connections get
 `CDP_DB_CONNECT_TIMEOUT` (3 s) and, unless `CDP_DB_ROLE=command` (manage.py's default),
@@ -96,7 +97,8 @@ INSTALLED_APPS = [
     "profiles",
     "audiences",
     "ingest",
-    "cdp",
+    "sqltraits",  # floor 5: sends through ingest's messages_ingest
+    "cdp",  # the admin site and its home (cdp/admin_site.py)
 ]
 
 MIDDLEWARE = [
@@ -228,6 +230,15 @@ CDP_BATCH_MAX_ATTEMPTS = int(os.environ.get("CDP_BATCH_MAX_ATTEMPTS", "5"))
 # Changes of computed trait values are kept this long (what destinations deliver, and the
 # profile page's history), then pruned daily.
 CDP_TRAIT_CHANGES_KEEP_DAYS = int(os.environ.get("CDP_TRAIT_CHANGES_KEEP_DAYS", "30"))
+
+# --- SQL traits (sqltraits/warehouse.py) ---------------------------------------------------
+# The database SQL traits' queries read: a postgres:// or sqlite:/// URL; empty, the CDP's own.
+# Give it a role that may only read: the query also runs in a read-only transaction.
+SQL_TRAITS_DATABASE_URL = os.environ.get("SQL_TRAITS_DATABASE_URL", "")
+# Seconds a query may run, fetching included; past it the run fails with a timeout.
+SQL_TRAITS_STATEMENT_TIMEOUT = env_float("SQL_TRAITS_STATEMENT_TIMEOUT", 60.0)
+# Rows a query may return (Segment: 25M). The result is held in memory while it is compared.
+SQL_TRAITS_MAX_ROWS = int(os.environ.get("SQL_TRAITS_MAX_ROWS") or "1000000")
 
 # --- Tracking API edge --------------------------------------------------------------------
 # Browsers post analytics.js events from any origin; only the /v1/ edge allows it. The

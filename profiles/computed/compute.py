@@ -6,17 +6,21 @@ recompute) or a set of them (real time, or the profiles a window's edge passed).
 PostgreSQL the difference with the current values is taken, and applied, in one statement
 (the new values, joined in full with the current ones: changed, new and gone values are
 upserted, deleted and recorded together); on SQLite, in Python over the same query's rows.
+The admin's preview runs the same query for everyone and writes nothing (`values_read`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from django.db import connection
+import psycopg
+from django.db import OperationalError, connection, transaction
 
 from profiles.computed.compiler import compile_trait
 from profiles.computed.definitions import TraitDefinition
@@ -126,3 +130,63 @@ def _apply_python(
         batch_size=500,
     )
     return Diff(len(rows), rows)
+
+
+# --- Reading without writing (the admin's preview) --------------------------------------------
+
+# Rows fetched at a time while a preview reads a definition's values.
+_READ_CHUNK = 5000
+
+
+class ReadTooSlow(Exception):
+    """A read-only run stopped at its time limit."""
+
+
+def values_read(*, defn: TraitDefinition, now: datetime, keep: int, timeout_s: float) -> tuple[int, list[Any]]:
+    """Run the definition's query for every profile, as a full recompute would, and write
+    nothing: how many profiles would have a value, and up to `keep` of those values. On
+    PostgreSQL it runs in a savepoint set read-only and rolled back, with `timeout_s` as
+    its statement timeout; on SQLite (whose outermost transaction would take the write
+    lock) as a plain read, interrupted past `timeout_s`. Raises `ReadTooSlow`."""
+    d = dialect_named(connection.vendor)
+    compiled = compile_trait(defn, d, now=now, table=_EVENTS)
+    total, kept = 0, cast(list[Any], [])
+    try:
+        with _read_only(timeout_s), connection.cursor() as cursor:
+            cursor.execute(compiled.sql.text, compiled.sql.params)
+            while rows := cursor.fetchmany(_READ_CHUNK):
+                total += len(rows)
+                kept += [_json(raw) for _, raw in rows[: max(keep - len(kept), 0)]]
+    except OperationalError as exc:
+        if _cancelled(exc):
+            raise ReadTooSlow(f"stopped after {timeout_s:g} s") from None
+        raise
+    if compiled.sort_lists:
+        kept = [sorted(v) if isinstance(v, list) else v for v in kept]
+    return total, kept
+
+
+@contextmanager
+def _read_only(timeout_s: float) -> Iterator[None]:
+    if connection.vendor == "postgresql":
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL transaction_read_only = on")
+                cursor.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+            yield
+            transaction.set_rollback(True)  # nothing to keep; the settings go with it
+        return
+    connection.ensure_connection()
+    deadline = time.monotonic() + timeout_s
+    raw = connection.connection
+    raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+    try:
+        yield
+    finally:
+        raw.set_progress_handler(None, 0)
+
+
+def _cancelled(exc: OperationalError) -> bool:
+    if connection.vendor == "postgresql":
+        return isinstance(exc.__cause__, psycopg.errors.QueryCanceled)
+    return "interrupted" in str(exc)

@@ -1,16 +1,24 @@
-"""Reads of computed traits: a profile's values, a definition's distribution, and what the
-admin's pickers offer (event names seen, properties seen on an event)."""
+"""Reads of computed traits: a profile's values, a definition's distribution (stored, or
+previewed before it is saved), and what the admin's pickers offer (event names seen,
+properties seen on an event)."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db.models import FilteredRelation, Q
+from django.utils import timezone
+
 from profiles.computed.compiler import CALL_NAMES
-from profiles.computed.models import ComputedTraitValue, EventName
+from profiles.computed.compute import ReadTooSlow, values_read
+from profiles.computed.definitions import TraitDefinition, definition_parse
+from profiles.computed.models import ComputedTrait, ComputedTraitValue, EventName
 from profiles.models import Event
+from profiles.query.filters import QueryError
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +35,41 @@ def profile_computed_values(*, profile_id: int) -> dict[str, ComputedValue]:
         "trait__key", "value", "computed_at", "trait__name"
     )
     return {key: ComputedValue(key, value, at, name) for key, value, at, name in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileComputedTrait:
+    """An enabled definition and this profile's value of it (`has_value` False: none)."""
+
+    trait_id: int
+    key: str
+    name: str
+    definition: TraitDefinition | None  # None: a stored definition that no longer parses
+    status: str
+    last_computed_at: datetime | None
+    has_value: bool
+    value: Any
+    computed_at: datetime | None
+
+
+def profile_computed_traits(*, profile_id: int) -> list[ProfileComputedTrait]:
+    """Every enabled computed trait, each with the profile's value if it has one, by name
+    (one query: the definitions joined with this profile's values)."""
+    rows = (
+        ComputedTrait.objects.filter(enabled=True)
+        .annotate(mine=FilteredRelation("values", condition=Q(values__profile_id=profile_id)))
+        .order_by("name", "key")
+        .values_list("id", "key", "name", "type", "spec", "status", "last_computed_at", "mine__id", "mine__value",
+                     "mine__computed_at")
+    )  # fmt: skip
+    out = []
+    for pk, key, name, kind, spec, status, last, value_id, value, at in rows:
+        try:
+            defn: TraitDefinition | None = definition_parse({"key": key, **spec, "type": kind})
+        except QueryError:
+            defn = None
+        out.append(ProfileComputedTrait(pk, key, name, defn, status, last, value_id is not None, value, at))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +95,42 @@ def trait_distribution(*, trait_id: int, top: int = 10, buckets: int = 10) -> Di
     return values_distribution(values, total=total, top=top, buckets=buckets)
 
 
+# A preview runs a definition's query over everyone on a web request: it is stopped past
+# this, below the edge's 10 s statement timeout, so the page says so instead of a 503.
+PREVIEW_TIMEOUT_S = 8.0
+
+
+class PreviewTooSlow(Exception):
+    """The preview took longer than `PREVIEW_TIMEOUT_S`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    distribution: Distribution
+    duration_ms: int
+    # Numbers that take few distinct values (counts, most scores) read better one by one than
+    # as a histogram: (value, profiles), smallest first, when there are at most `buckets`.
+    numbers: list[tuple[float, int]]
+
+
+def definition_preview(
+    *, defn: TraitDefinition, now: datetime | None = None, top: int = 10, buckets: int = 10
+) -> Preview:
+    """The distribution `defn` would have if it were computed now, over current events, by
+    the query a full recompute runs; nothing is written (`compute.values_read`). It is
+    what `trait_distribution` shows once the definition is saved and computed. Raises
+    `PreviewTooSlow`."""
+    started = time.monotonic()
+    try:
+        total, values = values_read(defn=defn, now=now or timezone.now(), keep=DISTRIBUTION_SAMPLE,
+                                    timeout_s=PREVIEW_TIMEOUT_S)  # fmt: skip
+    except ReadTooSlow:
+        raise PreviewTooSlow(f"The preview was stopped after {PREVIEW_TIMEOUT_S:g} s.") from None
+    distribution = values_distribution(values, total=total, top=top, buckets=buckets)
+    numbers = sorted(Counter(values).items()) if distribution.kind == "numbers" else []
+    return Preview(distribution, int((time.monotonic() - started) * 1000), numbers if len(numbers) <= buckets else [])
+
+
 def values_distribution(values: list[Any], *, total: int, top: int = 10, buckets: int = 10) -> Distribution:
     numbers = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
     if values and len(numbers) == len(values):
@@ -64,7 +143,8 @@ def values_distribution(values: list[Any], *, total: int, top: int = 10, buckets
     for v in values:
         for item in v if isinstance(v, list) else [v]:
             tally[item if isinstance(item, str) else str(item)] += 1
-    return Distribution(total, "values", tally.most_common(top), [])
+    # Ties in value order: the same values give the same picture whatever order they were read in.
+    return Distribution(total, "values", sorted(tally.items(), key=lambda kv: (-kv[1], kv[0]))[:top], [])
 
 
 def event_names(*, limit: int = 500) -> list[tuple[str, int]]:

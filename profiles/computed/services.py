@@ -79,6 +79,16 @@ def _custom_trait_holders(key: str) -> int:
     return Profile.objects.filter(merged_into__isnull=True, traits__has_key=key).count()
 
 
+def computed_key_check(*, key: str) -> None:
+    """Whether a new computed trait may take `key`: raises `QueryError` on `key` when one
+    has it already, or when custom traits use it (the computed one would hide them)."""
+    if ComputedTrait.objects.filter(key=key).exists():
+        raise QueryError("key", f"A computed trait {key!r} exists already.")
+    if holders := _custom_trait_holders(key):
+        raise QueryError("key", f"{holders} profile(s) have a custom trait {key!r} (set by identify calls): a computed "
+                                "trait of the same key would hide it. Choose another key.")  # fmt: skip
+
+
 def computed_trait_create(*, data: Mapping[str, Any], actor: Any = None, reason: str = "") -> ComputedTrait:
     """Define a computed trait; its values are computed in full right after (a task). Raises
     `QueryError` naming the bad field: a bad definition, a key taken, or a key that custom
@@ -88,11 +98,7 @@ def computed_trait_create(*, data: Mapping[str, Any], actor: Any = None, reason:
     name = data.get("name") or key.replace("_", " ").capitalize()
     if not isinstance(name, str) or len(name) > 200:
         raise QueryError("name", "A name, at most 200 characters.")
-    if ComputedTrait.objects.filter(key=key).exists():
-        raise QueryError("key", f"A computed trait {key!r} exists already.")
-    if holders := _custom_trait_holders(key):
-        raise QueryError("key", f"{holders} profile(s) have a custom trait {key!r} (set by identify calls): a computed "
-                                "trait of the same key would hide it. Choose another key.")  # fmt: skip
+    computed_key_check(key=key)
     with transaction.atomic():
         try:
             trait = ComputedTrait.objects.create(
@@ -160,6 +166,19 @@ def computed_trait_delete(*, key: str, actor: Any = None, reason: str = "") -> N
         ComputedTraitValue.objects.filter(trait=trait).delete()
         trait.delete()
         feed_write([Change(0, "computed_traits", computed={key}, everyone=True)])
+
+
+def computed_trait_recompute(*, trait_id: int, actor: Any = None, reason: str = "") -> bool:
+    """Queue a full recompute of an enabled trait now (after the commit), audited as
+    `recompute`. False, and nothing queued, when the trait is gone or disabled."""
+    with transaction.atomic():
+        trait = ComputedTrait.objects.filter(pk=trait_id, enabled=True).first()
+        if trait is None:
+            return False
+        if getattr(actor, "pk", None):
+            audit_record(actor=actor, action="recompute", target=trait, reason=reason or "recomputed")
+        transaction.on_commit(lambda: enqueue_compute(trait_id=trait_id))
+    return True
 
 
 def enqueue_compute(*, trait_id: int) -> None:
