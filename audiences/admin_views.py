@@ -190,6 +190,9 @@ def query(request: HttpRequest, model_admin: AudienceAdmin) -> HttpResponse:
         return HttpResponseNotAllowed(["POST"])
     model_admin.may_read(request)
     try:
-        return JsonResponse({"rule": rule_from({"query": _body(request).get("query") or ""}).rule})
+        text = _body(request).get("query") or ""
+        if not isinstance(text, str) or not text.strip():
+            raise QueryError("query", "Paste a query first.")
+        return JsonResponse({"rule": rule_from({"query": text}).rule})
     except QueryError as exc:
         return _error(exc)
