@@ -10,10 +10,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from audiences.compiler import CALL_NAMES
 from audiences.models import Audience
 from profiles.computed.selectors import event_names
 from profiles.models import ComputedTrait, Event, Profile
+from profiles.query.events import CALL_NAMES
 from profiles.query.filters import parse_date
 
 # Rows read to describe properties or traits: the newest events of a name (the `event_name_time`

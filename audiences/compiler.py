@@ -20,21 +20,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from audiences.rules import All, Any_, AudienceCondition, EventCondition, Node, Not, Step, TraitCondition
 from profiles.query.dialects import Dialect
+from profiles.query.events import EVENTS, event_match, event_time
 from profiles.query.filters import _NEGATIVE, Filter, compile_filter
 from profiles.query.sql import Sql, fmt, join, value
 
-EVENTS = "profiles_event"
 PROFILES = "profiles_profile"
 IDENTITIES = "profiles_identity"
 COMPUTED_VALUES = "profiles_computedtraitvalue"
 MEMBERS = "audiences_audiencemember"
 # Segment: without "include anonymous users", a member needs one of these.
 KNOWN_KINDS = ("user_id", "email", "android.idfa", "ios.idfa")
-CALL_NAMES = {"Page Viewed": "page", "Screen Viewed": "screen"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +124,7 @@ class _Builder:
         return self.set_of(self.instances(node, op if op == "=" else ">=", n))
 
     def instances(self, node: EventCondition, op: str, n: int) -> Sql:
-        where = [Sql("e.profile_id IS NOT NULL"), event_match(node.event, "e"), *self.filters(node.where, "e")]
+        where = [Sql("e.profile_id IS NOT NULL"), event_match(node.event, alias="e"), *self.filters(node.where, "e")]
         where += self.window(node)
         r = self.restrict("e.profile_id")
         if r.text:
@@ -146,14 +145,14 @@ class _Builder:
         qualify for `did: false`: the event may still come."""
         hours = step.within_hours
         after = self.after(f"{alias}.timestamp", f"{parent}.timestamp", hours)
-        where = [fmt(f"{alias}.profile_id = {parent}.profile_id"), event_match(step.event, alias),
+        where = [fmt(f"{alias}.profile_id = {parent}.profile_id"), event_match(step.event, alias=alias),
                  *self.filters(step.where, alias), after]  # fmt: skip
         if rest:
             where.append(self.step(rest[0], alias, f"{alias}x", rest[1:]))
         exists = fmt(f"EXISTS (SELECT 1 FROM {EVENTS} {alias} WHERE {{w}})", w=join(where, " AND "))
         if step.did:
             return exists
-        settled = fmt(f"{parent}.timestamp <= {{t}}", t=at(self.d, self.now - timedelta(hours=hours)))
+        settled = fmt(f"{parent}.timestamp <= {{t}}", t=event_time(self.d, self.now - timedelta(hours=hours)))
         return fmt("(NOT {e} AND {s})", e=exists, s=settled)
 
     def after(self, child: str, parent: str, hours: float) -> Sql:
@@ -164,11 +163,11 @@ class _Builder:
 
     def window(self, node: EventCondition) -> list[Sql]:
         if node.within_days is not None:
-            return [fmt("e.timestamp >= {t}", t=at(self.d, self.now - timedelta(days=node.within_days)))]
+            return [fmt("e.timestamp >= {t}", t=event_time(self.d, self.now - timedelta(days=node.within_days)))]
         if node.between_days is not None:
             a, b = node.between_days
-            return [fmt("e.timestamp >= {t}", t=at(self.d, self.now - timedelta(days=b))),
-                    fmt("e.timestamp <= {t}", t=at(self.d, self.now - timedelta(days=a)))]  # fmt: skip
+            return [fmt("e.timestamp >= {t}", t=event_time(self.d, self.now - timedelta(days=b))),
+                    fmt("e.timestamp <= {t}", t=event_time(self.d, self.now - timedelta(days=a)))]  # fmt: skip
         return []
 
     def filters(self, filters: Sequence[Filter], alias: str) -> list[Sql]:
@@ -185,21 +184,6 @@ class _Builder:
                     k=kinds, r=self.restrict("i.profile_id"))
             ))  # fmt: skip
         return join(parts, " AND ")
-
-
-def event_match(name: str, alias: str) -> Sql:
-    """The events a name selects: a track event by its name; `Page Viewed` and `Screen
-    Viewed` are page and screen calls (and tracks so named)."""
-    call = CALL_NAMES.get(name)
-    track = fmt(f"({alias}.type = 'track' AND {alias}.event = {{n}})", n=value(name))
-    return fmt(f"({alias}.type = '{call}' OR {{t}})", t=track) if call else track
-
-
-def at(d: Dialect, when: datetime) -> Sql:
-    """A timestamp parameter compared with the event log's `timestamp` column."""
-    if d.name == "postgresql":
-        return d.instant(when)
-    return value(str(when.astimezone(UTC).replace(tzinfo=None)))  # SQLite keeps naive UTC text, as Django writes it
 
 
 def compile_rule(

@@ -5,6 +5,7 @@ entry or exit for the destinations, in one transaction."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -13,13 +14,23 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from audiences.compiler import KNOWN_KINDS, Context, counts_query, members_query, sample_query
 from audiences.models import KEY_PATTERN, Audience, AudienceChange, AudienceMember, AudienceVersion, Membership
 from audiences.query_language import QueryParseError, format_query, parse_query
-from audiences.rules import Node, parse_rule, rule_dependencies, rule_json, rule_nodes
+from audiences.rules import (
+    AudienceCondition,
+    Node,
+    TraitCondition,
+    parse_rule,
+    rule_dependencies,
+    rule_json,
+    rule_nodes,
+)
 from audit.services import audit_record
 from profiles.models import ComputedTrait, Profile
 from profiles.query.dialects import dialect_named
@@ -94,8 +105,6 @@ def _context(node: Node, *, include_anonymous: bool, path: str, own_key: str | N
 
 
 def _path_of(node: Node, root: str, kind: str, key: str) -> str:
-    from audiences.rules import AudienceCondition, TraitCondition
-
     for path, n in rule_nodes(node, root):
         if kind == "trait" and isinstance(n, TraitCondition) and n.key == key:
             return path
@@ -134,8 +143,6 @@ def _cycle(graph: Mapping[str, set[str]], start: str, target: str) -> list[str] 
 
 
 def key_check(key: Any) -> str:
-    import re
-
     if not isinstance(key, str) or not re.match(KEY_PATTERN, key) or len(key) > 64:
         raise QueryError("key", "key is snake_case (a_key_like_this), at most 64 characters.")
     return key
@@ -515,13 +522,13 @@ def _evaluate(live: Live, profile_ids: Sequence[int], now: datetime, cause: Mapp
     applied = _apply(live.id, _members_now(live, now, profile_ids), profile_ids, now, cause)
     if applied.entered or applied.exited:
         delta = len(applied.entered) - len(applied.exited)
-        Audience.objects.filter(pk=live.id).update(size=max(0, _size(live.id, delta)))
+        _resize(live.id, delta)
     return applied
 
 
-def _size(audience_id: int, delta: int) -> int:
-    current = Audience.objects.filter(pk=audience_id).values_list("size", flat=True).first() or 0
-    return current + delta
+def _resize(audience_id: int, delta: int) -> None:
+    """Move the stored size by `delta`, in one statement (the audience's lock is held)."""
+    Audience.objects.filter(pk=audience_id).update(size=Greatest(F("size") + delta, 0))
 
 
 def audiences_due(*, now: datetime | None = None) -> list[int]:
@@ -648,7 +655,7 @@ def _leave(profile_ids: Sequence[int], now: datetime, cause: str) -> None:
     for audience_id, pids in sorted(by_audience.items()):
         _lock(audience_id)
         _apply(audience_id, set(), pids, now, cause)
-        Audience.objects.filter(pk=audience_id).update(size=max(0, _size(audience_id, -len(pids))))
+        _resize(audience_id, -len(pids))
 
 
 def _transfer(loser: int, winner: int, now: datetime) -> None:
@@ -669,7 +676,7 @@ def _transfer(loser: int, winner: int, now: datetime) -> None:
             Membership.objects.create(audience_id=audience_id, profile_id=winner, entered_at=now,
                                       entry_cause=f"merged from {keys.get(loser, loser)}")  # fmt: skip
         else:
-            Audience.objects.filter(pk=audience_id).update(size=max(0, _size(audience_id, -1)))
+            _resize(audience_id, -1)
 
 
 # --- Preview -------------------------------------------------------------------------------

@@ -294,7 +294,7 @@ class IdentityConfigAdmin(AuditedModelAdmin[IdentityConfig]):
         return f"{used} of {obj.max_auto_kinds}{full}"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return not IdentityConfig.objects.exists()
+        return super().has_add_permission(request) and not IdentityConfig.objects.exists()
 
     def has_delete_permission(self, request: HttpRequest, obj: IdentityConfig | None = None) -> bool:
         return False

@@ -183,3 +183,28 @@ def send(post, source) -> Callable[..., Any]:
         return response
 
     return _send
+
+
+@pytest.fixture
+def staff(db: None) -> Callable[..., PipelineClient]:
+    """`staff("audiences.view_audience", ...)`: a client logged in as a staff member (not a
+    superuser) holding exactly these permissions (`app.codename`, or a codename alone); what
+    its requests enqueue runs after them, as a worker would. `.user` is the user."""
+    from django.contrib.auth.models import Permission, User
+
+    made = 0
+
+    def _staff(*perms: str) -> PipelineClient:
+        nonlocal made
+        made += 1
+        user = User.objects.create_user(f"staff{made}", password="a-long-password", is_staff=True)
+        for perm in perms:
+            app, _, codename = perm.rpartition(".")
+            found = Permission.objects.filter(codename=codename)
+            user.user_permissions.add(found.get(content_type__app_label=app) if app else found.get())
+        client = PipelineClient()
+        client.force_login(user)
+        client.user = user  # type: ignore[attr-defined]
+        return client
+
+    return _staff

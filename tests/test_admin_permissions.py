@@ -3,10 +3,7 @@ person makes in the admin leaves an audit row with who and why."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
-from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.utils import timezone
 
@@ -15,26 +12,6 @@ from profiles.models import Identity, IdentityKind, Merge, Profile
 from profiles.services.tokens import access_token_check, access_token_create
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff() -> Callable[..., Client]:
-    """`staff("profiles.view_profile", ...)`: a client logged in as a non-superuser staff
-    member holding exactly these permissions."""
-    made = 0
-
-    def _staff(*perms: str) -> Client:
-        nonlocal made
-        made += 1
-        user = User.objects.create_user(f"staff{made}", password="a-long-password", is_staff=True)
-        for perm in perms:
-            app, codename = perm.split(".")
-            user.user_permissions.add(Permission.objects.get(content_type__app_label=app, codename=codename))
-        client = Client()
-        client.force_login(user)
-        return client
-
-    return _staff
 
 
 def _person(user_id: str) -> Profile:
@@ -207,3 +184,11 @@ def test_the_audit_log_is_read_only(staff):
     assert viewer.get("/admin/audit/auditentry/").status_code == 200
     assert viewer.post(f"/admin/audit/auditentry/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
     assert AuditEntry.objects.filter(pk=entry.pk).exists()
+
+
+def test_identity_settings_can_be_added_only_with_the_add_permission(staff):
+    from profiles.models import IdentityConfig
+
+    IdentityConfig.objects.all().delete()  # none yet: the one row may be added
+    assert staff("profiles.view_identityconfig").get("/admin/profiles/identityconfig/add/").status_code == 403
+    assert staff("profiles.add_identityconfig").get("/admin/profiles/identityconfig/add/").status_code == 200

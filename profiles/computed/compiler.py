@@ -10,16 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from profiles.computed.definitions import NUMERIC, TraitDefinition
 from profiles.query.dialects import Dialect
+from profiles.query.events import EVENTS, event_match, event_time
 from profiles.query.filters import Filter, compile_filter
 from profiles.query.sql import Sql, fmt, join, value
-
-EVENTS = "profiles_event"
-# Segment's names for page and screen calls; any other name is a track event's.
-CALL_NAMES = {"Page Viewed": "page", "Screen Viewed": "screen"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,28 +27,13 @@ class CompiledTrait:
     sort_lists: bool = False
 
 
-def event_match(name: str, *, alias: str = "e") -> Sql:
-    """The events a name selects: a track event by its name; `Page Viewed` and `Screen
-    Viewed` are page and screen calls (and tracks so named)."""
-    call = CALL_NAMES.get(name)
-    track = fmt(f"({alias}.type = 'track' AND {alias}.event = {{n}})", n=value(name))
-    return fmt(f"({alias}.type = '{call}' OR {{t}})", t=track) if call else track
-
-
 def _base(defn: TraitDefinition, d: Dialect, now: datetime, profile_ids: Sequence[int] | None) -> list[Sql]:
     where = [Sql("e.profile_id IS NOT NULL")]
     if defn.window_days is not None:
-        where.append(fmt("e.timestamp >= {since}", since=_at(d, now - timedelta(days=defn.window_days))))
+        where.append(fmt("e.timestamp >= {since}", since=event_time(d, now - timedelta(days=defn.window_days))))
     if profile_ids is not None:
         where.append(d.ids_in("e.profile_id", profile_ids))
     return where
-
-
-def _at(d: Dialect, at: datetime) -> Sql:
-    """A timestamp parameter compared with the event log's `timestamp` column."""
-    if d.name == "postgresql":
-        return d.instant(at)
-    return value(str(at.astimezone(UTC).replace(tzinfo=None)))  # SQLite keeps naive UTC text, as Django writes it
 
 
 def _filters(filters: Sequence[Filter], d: Dialect, now: datetime) -> list[Sql]:
@@ -167,5 +149,5 @@ def compile_candidates(
     return fmt(
         f"SELECT DISTINCT e.profile_id FROM {table} e WHERE e.profile_id IS NOT NULL AND ({{n}}) "
         "AND e.timestamp > {a} AND e.timestamp <= {b}",
-        n=join(names, " OR "), a=_at(d, since), b=_at(d, until),
+        n=join(names, " OR "), a=event_time(d, since), b=event_time(d, until),
     )  # fmt: skip

@@ -13,11 +13,11 @@ from typing import Any
 from django.db.models import FilteredRelation, Q
 from django.utils import timezone
 
-from profiles.computed.compiler import CALL_NAMES
 from profiles.computed.compute import ReadTooSlow, values_read
 from profiles.computed.definitions import TraitDefinition, definition_parse
 from profiles.computed.models import ComputedTrait, ComputedTraitValue, EventName
 from profiles.models import Event
+from profiles.query.events import CALL_NAMES
 from profiles.query.filters import QueryError
 
 

@@ -48,28 +48,4 @@ def define(django_capture_on_commit_callbacks):
     return _define
 
 
-@pytest.fixture
-def staff(db):
-    """`staff("audiences.view_audience", ...)`: a Django test client logged in as a staff
-    member (not a superuser) holding exactly these permissions; `.user` is the user."""
-    from django.contrib.auth.models import Permission, User
-    from django.test import Client
-
-    made = 0
-
-    def _staff(*perms: str) -> Client:
-        nonlocal made
-        made += 1
-        user = User.objects.create_user(f"staff{made}", password="a-long-password", is_staff=True)
-        for perm in perms:
-            app, codename = perm.split(".")
-            user.user_permissions.add(Permission.objects.get(content_type__app_label=app, codename=codename))
-        client = Client()
-        client.force_login(user)
-        client.user = user
-        return client
-
-    return _staff
-
-
 MARKETER = ("audiences.view_audience", "audiences.add_audience", "audiences.change_audience", "profiles.view_profile")

@@ -5,7 +5,6 @@ the preview (the values a real compute then stores, nothing written), the list a
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 from html import unescape
 from typing import Any
@@ -437,25 +436,6 @@ def test_recompute_now_asks_why_is_audited_and_recomputes(orders, admin):
 
 
 # --- permissions: staff with exactly one -----------------------------------------------------------
-
-
-@pytest.fixture
-def staff() -> Callable[..., PipelineClient]:
-    from django.contrib.auth.models import Permission
-
-    made = 0
-
-    def _staff(*perms: str) -> PipelineClient:
-        nonlocal made
-        made += 1
-        user = User.objects.create_user(f"staff{made}", password="pw", is_staff=True)
-        for perm in perms:
-            user.user_permissions.add(Permission.objects.get(content_type__app_label="profiles", codename=perm))
-        client = PipelineClient()
-        client.force_login(user)
-        return client
-
-    return _staff
 
 
 def test_view_only_staff_see_and_preview_but_never_change(orders, staff):

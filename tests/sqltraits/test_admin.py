@@ -5,8 +5,6 @@ see definitions and runs and change nothing; changing a definition asks why; "Ru
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Permission, User
-from django.test import Client
 
 from audit.models import AuditEntry
 from ingest.models import Source
@@ -17,24 +15,6 @@ from sqltraits.services import sql_trait_create
 pytestmark = pytest.mark.django_db
 LIST = "/admin/sqltraits/sqltrait/"
 QUERY = "SELECT 'u1' AS user_id, 'gold' AS tier"
-
-
-@pytest.fixture
-def staff():
-    made = 0
-
-    def _staff(*perms: str) -> Client:
-        nonlocal made
-        made += 1
-        user = User.objects.create_user(f"staff{made}", password="a-long-password", is_staff=True)
-        for perm in perms:
-            app, codename = perm.split(".")
-            user.user_permissions.add(Permission.objects.get(content_type__app_label=app, codename=codename))
-        client = Client()
-        client.force_login(user)
-        return client
-
-    return _staff
 
 
 @pytest.fixture
