@@ -178,11 +178,12 @@ class _Builder:
         if self.ids is not None:
             parts.append(self.d.ids_in("p.id", self.ids))
         if not self.ctx.include_anonymous:
+            # A correlated EXISTS, not a set written once: the planner may then hash the
+            # known identities against the profiles (a semi-join) instead of looking each
+            # of up to a million ids up.
             kinds = join([value(k) for k in KNOWN_KINDS], ", ")
-            parts.append(self.set_of(
-                fmt(f"SELECT i.profile_id AS id FROM {IDENTITIES} i WHERE i.kind IN ({{k}}){{r}}",
-                    k=kinds, r=self.restrict("i.profile_id"))
-            ))  # fmt: skip
+            parts.append(fmt(f"EXISTS (SELECT 1 FROM {IDENTITIES} i WHERE i.profile_id = p.id AND i.kind IN ({{k}}))",
+                             k=kinds))  # fmt: skip
         return join(parts, " AND ")
 
 
@@ -213,6 +214,25 @@ def counts_query(nodes: Sequence[Node], ctx: Context, d: Dialect, *, now: dateti
     sums = join([fmt("sum(CASE WHEN {c} THEN 1 ELSE 0 END)", c=c) for c in conditions], ", ")
     with_clause = Compiled(tuple(b.ctes), Sql(""), base).with_clause()
     return fmt(f"{{w}}SELECT {{s}} FROM {PROFILES} p WHERE {{b}}", w=with_clause, s=sums, b=base)
+
+
+def preview_query(nodes: Sequence[Node], ctx: Context, d: Dialect, *, now: datetime, limit: int = 20) -> Sql:
+    """PostgreSQL: one row, how many profiles each node alone admits, then an array of a
+    sample of the members of the first node (the root), the most recently seen first: one
+    pass over the sets and the profiles for both (`counts_query` and `sample_query` make
+    two)."""
+    b = _Builder(ctx, d, now, None)
+    conditions = [b.node(n) for n in nodes]
+    base = b.base()
+    flags = join([fmt(f"{{c}} AS n{i}", c=c) for i, c in enumerate(conditions)], ", ")
+    counts = join([Sql(f"count(*) FILTER (WHERE n{i})") for i in range(len(conditions))], ", ")
+    ctes = [*b.ctes, fmt(f"judged AS MATERIALIZED (SELECT p.id, p.last_seen_at, {{f}} FROM {PROFILES} p WHERE {{b}})",
+                         f=flags, b=base)]  # fmt: skip
+    return fmt(
+        "{w}SELECT {c}, ARRAY(SELECT id FROM judged WHERE n0 ORDER BY last_seen_at DESC NULLS LAST, id DESC "
+        "LIMIT {n}) FROM judged",
+        w=Compiled(tuple(ctes), Sql(""), base).with_clause(), c=counts, n=value(limit),
+    )  # fmt: skip
 
 
 def sample_query(node: Node, ctx: Context, d: Dialect, *, now: datetime, limit: int = 20) -> Sql:

@@ -19,7 +19,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
-from audiences.compiler import KNOWN_KINDS, Context, counts_query, members_query, sample_query
+from audiences.compiler import KNOWN_KINDS, Context, counts_query, members_query, preview_query, sample_query
 from audiences.models import KEY_PATTERN, Audience, AudienceChange, AudienceMember, AudienceVersion, Membership
 from audiences.query_language import QueryParseError, format_query, parse_query
 from audiences.rules import (
@@ -707,13 +707,19 @@ def audience_preview(*, data: Mapping[str, Any], now: datetime | None = None) ->
             with connection.cursor() as cursor:
                 cursor.execute(f"SET LOCAL statement_timeout = {PREVIEW_STATEMENT_TIMEOUT_MS}")
                 cursor.execute("SET LOCAL work_mem = '64MB'")
-        counts = counts_query([n for _, n in nodes], ctx, d, now=now)
-        sample = sample_query(parsed.node, ctx, d, now=now)
         with connection.cursor() as cursor:
-            cursor.execute(counts.text, counts.params)
-            sizes = [int(v or 0) for v in cursor.fetchone() or ()]
-            cursor.execute(sample.text, sample.params)
-            ids = [row[0] for row in cursor.fetchall()]
+            if d.name == "postgresql":
+                one = preview_query([n for _, n in nodes], ctx, d, now=now)
+                cursor.execute(one.text, one.params)
+                row = cursor.fetchone()
+                sizes, ids = [int(v or 0) for v in row[:-1]], list(row[-1] or [])
+            else:
+                counts = counts_query([n for _, n in nodes], ctx, d, now=now)
+                sample = sample_query(parsed.node, ctx, d, now=now)
+                cursor.execute(counts.text, counts.params)
+                sizes = [int(v or 0) for v in cursor.fetchone() or ()]
+                cursor.execute(sample.text, sample.params)
+                ids = [row[0] for row in cursor.fetchall()]
     keys = dict(Profile.objects.filter(pk__in=ids).values_list("pk", "key"))
     return Preview(sizes[0] if sizes else 0, [keys[i] for i in ids if i in keys],
                    [(path, size) for (path, _), size in zip(nodes, sizes, strict=True)])  # fmt: skip

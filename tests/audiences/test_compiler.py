@@ -40,8 +40,10 @@ def test_each_condition_is_one_set_written_once():
         {"audience": "vip", "member": False},
     ]})  # fmt: skip
     q = members_query(rule, CTX, POSTGRES, now=NOW)
-    # the event set, the computed trait's, the audience's and who is known: four sets
-    assert q.text.count(" AS MATERIALIZED (") == 4
+    # the event set, the computed trait's and the audience's: three sets; who is known is a
+    # correlated EXISTS the planner can turn into a semi-join
+    assert q.text.count(" AS MATERIALIZED (") == 3
+    assert "EXISTS (SELECT 1 FROM profiles_identity i WHERE i.profile_id = p.id AND i.kind IN" in q.text
     assert "profiles_computedtraitvalue v WHERE v.trait_id = %s" in q.text and 7 in q.params
     assert "p.traits #> %s" in q.text  # a custom trait is read off the profile row
     assert "NOT (p.id IN (SELECT id FROM c" in q.text
@@ -69,7 +71,7 @@ def test_funnels_nest_and_a_young_parent_waits():
 def test_only_given_profiles_are_evaluated():
     rule = parse_rule({"event": "Signed Up"})
     q = members_query(rule, CTX, POSTGRES, now=NOW, profile_ids=[5, 9])
-    assert q.text.count("= ANY(%s::bigint[])") == 3  # events, identities, profiles
+    assert q.text.count("= ANY(%s::bigint[])") == 2  # events, profiles (identities: per profile, by index)
     assert [5, 9] in q.params
 
 
