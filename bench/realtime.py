@@ -220,7 +220,7 @@ def measure(
                 time.sleep(0.02)
             db.close()
 
-        threads = 2
+        threads = 4
         workers = [threading.Thread(target=background, args=(n, threads), daemon=True) for n in range(threads)]
         for w in workers:
             w.start()

@@ -279,6 +279,8 @@ def run(args: argparse.Namespace) -> int:
     else:  # the real-time phase still needs the definitions live
         _manage(env, "shell", "-c", "from bench.live import TRAITS; from profiles.computed.services import "
                 "computed_trait_create; [computed_trait_create(data=t) for t in TRAITS]")  # fmt: skip
+        say("computing them in full first (manage.py compute_traits), so that they are live")
+        _manage(env, "compute_traits", timeout=3600)
     if "realtime" not in args.skip:
         say(f"event to value at {args.rate:,.0f} events/s with {len(TRAITS)} definitions live")
         report["realtime"] = realtime(args)

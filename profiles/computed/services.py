@@ -104,6 +104,7 @@ def computed_trait_create(*, data: Mapping[str, Any], actor: Any = None, reason:
             trait = ComputedTrait.objects.create(
                 key=key, name=name, description=str(data.get("description") or ""), type=defn.type, spec=spec,
                 schedule_hours=_schedule(data, 1), enabled=bool(data.get("enabled", True)),
+                status=ComputedTrait.Status.COMPUTING if data.get("enabled", True) else ComputedTrait.Status.DISABLED,
                 created_by=actor if hasattr(actor, "get_username") and actor.pk else None,
             )  # fmt: skip
         except IntegrityError:
@@ -111,7 +112,8 @@ def computed_trait_create(*, data: Mapping[str, Any], actor: Any = None, reason:
         if getattr(actor, "pk", None):
             audit_record(actor=actor, action="add", target=trait, reason=reason or "created",
                          changes={"definition": [None, {"type": defn.type, **spec}]})  # fmt: skip
-        transaction.on_commit(lambda: enqueue_compute(trait_id=trait.pk))
+        if trait.enabled:
+            transaction.on_commit(lambda: enqueue_compute(trait_id=trait.pk))
     return trait
 
 
