@@ -34,8 +34,10 @@ from audiences.rules import (
 from audit.services import audit_record
 from profiles.models import ComputedTrait, Profile
 from profiles.query.dialects import dialect_named
+from profiles.query.events import EVENTS
 from profiles.query.filters import QueryError
 from profiles.services.bulk import rows_insert
+from profiles.services.events import events_scoped
 from profiles.services.feed import FeedRow
 
 logger = logging.getLogger(__name__)
@@ -370,8 +372,9 @@ def _lock(audience_id: int) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_AUDIENCE_LOCK, audience_id])
 
 
-def _members_now(live: Live, now: datetime, profile_ids: Sequence[int] | None) -> set[int]:
-    query = members_query(live.node, live.ctx, dialect_named(connection.vendor), now=now, profile_ids=profile_ids)
+def _members_now(live: Live, now: datetime, profile_ids: Sequence[int] | None, events: str = EVENTS) -> set[int]:
+    query = members_query(live.node, live.ctx, dialect_named(connection.vendor), now=now, profile_ids=profile_ids,
+                          events=events)  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(query.text, query.params)
         return {row[0] for row in cursor.fetchall()}
@@ -517,9 +520,11 @@ def _follow(key: str, profile_ids: Sequence[int], now: datetime, cause: str) -> 
             work.setdefault(audience.key, set()).update(moved)
 
 
-def _evaluate(live: Live, profile_ids: Sequence[int], now: datetime, cause: Mapping[int, str] | str) -> Applied:
+def _evaluate(
+    live: Live, profile_ids: Sequence[int], now: datetime, cause: Mapping[int, str] | str, events: str = EVENTS
+) -> Applied:
     _lock(live.id)
-    applied = _apply(live.id, _members_now(live, now, profile_ids), profile_ids, now, cause)
+    applied = _apply(live.id, _members_now(live, now, profile_ids, events), profile_ids, now, cause)
     if applied.entered or applied.exited:
         delta = len(applied.entered) - len(applied.exited)
         _resize(live.id, delta)
@@ -630,18 +635,20 @@ def audiences_consume(rows: list[FeedRow]) -> None:
         _transfer(loser, winner, now)
         for a in audiences:
             work[a.key].setdefault(winner, "merge")
-    for a in audiences:
-        if a.key in full:
-            enqueue_compute(audience_id=a.pk, cause="trait recomputed")
-            continue
-        causes = work.get(a.key, {})
-        if not causes:
-            continue
-        applied = _evaluate(_live(a), sorted(causes), now, causes)
-        for pid in {*applied.entered, *applied.exited}:
-            for other in audiences:
-                if a.key in (other.depends_on or {}).get("audiences", []):
-                    work[other.key].setdefault(pid, f"audience {a.key}")
+    touched = sorted({pid for key, causes in work.items() if key not in full for pid in causes})
+    with events_scoped(touched) as events:  # read once for every audience below
+        for a in audiences:
+            if a.key in full:
+                enqueue_compute(audience_id=a.pk, cause="trait recomputed")
+                continue
+            causes = work.get(a.key, {})
+            if not causes:
+                continue
+            applied = _evaluate(_live(a), sorted(causes), now, causes, events)
+            for pid in {*applied.entered, *applied.exited}:
+                for other in audiences:
+                    if a.key in (other.depends_on or {}).get("audiences", []):
+                        work[other.key].setdefault(pid, f"audience {a.key}")
 
 
 def _leave(profile_ids: Sequence[int], now: datetime, cause: str) -> None:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from profiles.computed.definitions import NUMERIC, TraitDefinition
 from profiles.query.dialects import Dialect
-from profiles.query.events import EVENTS, event_match, event_time
+from profiles.query.events import EVENTS, event_match, event_time, events_of
 from profiles.query.filters import Filter, compile_filter
 from profiles.query.sql import Sql, fmt, join, value
 
@@ -31,7 +31,7 @@ def _base(defn: TraitDefinition, d: Dialect, now: datetime, profile_ids: Sequenc
     where = [Sql("e.profile_id IS NOT NULL")]
     if defn.window_days is not None:
         where.append(fmt("e.timestamp >= {since}", since=event_time(d, now - timedelta(days=defn.window_days))))
-    if profile_ids is not None:
+    if profile_ids is not None and d.name != "postgresql":  # PostgreSQL reads them through `events_of`
         where.append(d.ids_in("e.profile_id", profile_ids))
     return where
 
@@ -46,6 +46,8 @@ def compile_trait(
     """`SELECT profile_id, value` for the definition at `now`, over every profile or only
     `profile_ids`."""
     where = _base(defn, d, now, profile_ids)
+    if profile_ids is not None:
+        table = events_of(d, table, profile_ids) or table
     if defn.type == "score":
         return CompiledTrait(_score(defn, d, now, where, table))
     assert defn.event is not None

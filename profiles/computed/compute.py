@@ -49,12 +49,19 @@ def _scope(profile_ids: Sequence[int] | None) -> Sql:
 
 
 def values_diff_apply(
-    *, trait_id: int, defn: TraitDefinition, now: datetime, profile_ids: Sequence[int] | None, keep_rows: bool
+    *,
+    trait_id: int,
+    defn: TraitDefinition,
+    now: datetime,
+    profile_ids: Sequence[int] | None,
+    keep_rows: bool,
+    events: str = _EVENTS,
 ) -> Diff:
-    """Compute the trait for `profile_ids` (None: everyone), write what changed (values,
-    history), and return it. Runs in the caller's transaction."""
+    """Compute the trait for `profile_ids` (None: everyone) from `events` (the log, or a
+    `scoped_events` copy holding theirs), write what changed (values, history), and return
+    it. Runs in the caller's transaction."""
     d = dialect_named(connection.vendor)
-    compiled = compile_trait(defn, d, now=now, profile_ids=profile_ids, table=_EVENTS)
+    compiled = compile_trait(defn, d, now=now, profile_ids=profile_ids, table=events)
     if d.name == "postgresql":
         return _apply_postgres(trait_id, defn.key, compiled.sql, now, profile_ids, keep_rows)
     return _apply_python(trait_id, defn.key, compiled.sql, now, profile_ids, sort_lists=compiled.sort_lists)
