@@ -12,7 +12,7 @@ from django.db import connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audiences.compiler import Context, members_query
+from audiences.compiler import Context, counts_query, members_query, preview_query
 from audiences.rules import (
     All,
     Any_,
@@ -22,6 +22,7 @@ from audiences.rules import (
     Not,
     TraitCondition,
     parse_rule,
+    rule_nodes,
 )
 from profiles.models import Event, Identity, Profile
 from profiles.query.dialects import POSTGRES, SQLITE, dialect_named
@@ -211,6 +212,20 @@ def test_compiled_members_equal_the_python_evaluators(trees, people):
                 expected = {pid for pid, p in by_id.items()
                             if (include_anonymous or p["known"]) and evaluate(node, p)}  # fmt: skip
                 assert got == expected, (tree, include_anonymous)
+                # The preview: each node alone, counted over who can be a member, and a sample
+                # of the members, from the same pass.
+                nodes = [n for _, n in rule_nodes(node, "$")]
+                can = [p for p in by_id.values() if include_anonymous or p["known"]]
+                counts = [sum(evaluate(n, p) for p in can) for n in nodes]
+                query = (preview_query if d.name == "postgresql" else counts_query)(nodes, c, d, now=NOW)
+                with connection.cursor() as cursor:
+                    cursor.execute(query.text, query.params)
+                    row = cursor.fetchone()
+                if d.name == "postgresql":
+                    assert [int(v) for v in row[:-1]] == counts, (tree, include_anonymous)
+                    assert set(row[-1]) <= expected and len(row[-1]) == min(20, len(expected))
+                else:
+                    assert [int(v or 0) for v in row] == counts, (tree, include_anonymous)
     finally:
         Event.objects.all().delete()
         AudienceMember.objects.all().delete()
