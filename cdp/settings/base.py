@@ -265,7 +265,7 @@ CDP_API_RATE_LIMIT = int(os.environ.get("CDP_API_RATE_LIMIT", "500"))
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["profiles.api.auth.AccessTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["profiles.api.auth.HasAccessToken"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["profiles.api.render.OrjsonRenderer"],  # DRF's JSON, by orjson
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "profiles.api.base.api_exception_handler",
