@@ -99,17 +99,19 @@ WINDOW_KEY_SECONDS = 5  # a window's key outlives its second; Redis drops it aft
 _clients: dict[str, tuple[redis.Redis, Any]] = {}
 
 
-def _redis() -> tuple[redis.Redis, Any] | None:
-    """One client per process (made after gunicorn forks) for REDIS_URL, with the counting
-    script; None without it. Its timeouts are the cache's (`CDP_REDIS_TIMEOUT`, 50 ms): a
-    Redis that stalls costs a request that much, and the request is then served uncounted."""
-    url = settings.REDIS_URL
-    if not url:
-        return None
+def _redis(url: str) -> tuple[redis.Redis, Any]:
+    """One client per process (made after gunicorn forks) for `url`, with the counting script.
+    Its timeouts are the cache's (`CDP_REDIS_TIMEOUT`, 50 ms): a Redis that stalls costs a
+    request that much, and the request is then served uncounted. Raises RedisError when it
+    cannot connect (nothing is kept then)."""
     found = _clients.get(url)
     if found is None:
         timeout = float(settings.CDP_REDIS_TIMEOUT)
-        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        # One connection held, not one taken from the pool and given back per command
+        # (redis-py locks it for a gthread worker's threads).
+        client = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, single_connection_client=True
+        )
         found = _clients[url] = (client, client.register_script(_COUNT_SCRIPT))
     return found
 
@@ -123,15 +125,14 @@ def rate_limit_allows(token: AccessToken) -> tuple[bool, float]:
     now = time.time()
     wait = 1.0 - (now % 1.0)
     key = f"cdp:api-rate:{token.id}:{int(now)}"
-    found = _redis()
-    if found is None:  # the in-process cache: per process
+    if not settings.REDIS_URL:  # the in-process cache: per process
         try:
             count = cache.incr(key)
         except ValueError:  # the first request of this second
             count = 1 if cache.add(key, 1, timeout=WINDOW_KEY_SECONDS) else cache.incr(key)
         return bool(count <= limit), wait
-    try:
-        count = found[1](keys=[key], args=[WINDOW_KEY_SECONDS])
+    try:  # the client connects when it is made
+        count = _redis(settings.REDIS_URL)[1](keys=[key], args=[WINDOW_KEY_SECONDS])
     except redis.RedisError:
         logger.warning("Rate limit not counted: Redis is unavailable.", exc_info=True)
         return True, wait  # a read API stays up without its counter
