@@ -12,7 +12,8 @@ What one run does:
    "bench" unless `--allow-drop`), migrates it, and fills it with SQL: `--profiles` profiles,
    each with a user_id, an email and an anonymous_id and seven traits, plus one profile
    (`user_id:heavy`) with `--events` events. Creates an access token with `manage.py`.
-2. Starts gunicorn (`--gunicorn-workers` 4 `--worker-class sync` by default), waits for
+2. Starts gunicorn (`--gunicorn-workers` 2 `--worker-class gthread --gunicorn-threads` 4 by
+   default, as gunicorn.conf.py runs it), waits for
    /healthz and warms every worker up for two seconds.
 3. Lookups: GET `/v1/spaces/default/collections/users/profiles/<type>:<value>/traits` for
    random identifiers (a third each user_id, email, anonymous_id), sent open-loop at `--rate`
@@ -83,11 +84,11 @@ KINDS = ("user_id", "email", "anonymous_id")
 P99_BAR_MS = 25.0  # a lookup is on a page's critical path
 RATE_BAR = 600  # lookups/s with p99 under P99_BAR_MS on 2 cores, load generator included (goal 1,000)
 CPU_BAR_MS = 1.5  # CPU per lookup in the web process (goal 0.8)
-# The server as docs/architecture.md says to run it for lookups (chosen by measurement: see
-# bench/README.md, "bench/lookup.py").
-GUNICORN_WORKERS = 4
-GUNICORN_WORKER_CLASS = "sync"
-GUNICORN_THREADS = 1
+# gunicorn.conf.py's worker class and threads, one worker per core (chosen by measurement:
+# gunicorn.conf.py, bench/README.md).
+GUNICORN_WORKERS = 2
+GUNICORN_WORKER_CLASS = "gthread"
+GUNICORN_THREADS = 4
 
 
 def pct(values: list[float], p: float) -> float:

@@ -8,7 +8,7 @@
 #   ...     anything else runs as given, e.g. `python manage.py createsuperuser`
 #
 # Extra arguments after web/worker/beat go to gunicorn/celery. Tunables (environment):
-# PORT (8000), WEB_CONCURRENCY (gunicorn workers, 3), CELERY_CONCURRENCY (the worker's
+# PORT (8000), WEB_CONCURRENCY (gunicorn workers, 3, each with gunicorn.conf.py's 4 threads), CELERY_CONCURRENCY (the worker's
 # processes, default one per CPU), LOG_LEVEL (INFO).
 set -eu
 
