@@ -13,7 +13,7 @@ What one run does:
    each with a user_id, an email and an anonymous_id and seven traits, plus one profile
    (`user_id:heavy`) with `--events` events. Creates an access token with `manage.py`.
 2. Starts gunicorn (`--gunicorn-workers` 2 `--worker-class gthread --gunicorn-threads` 4 by
-   default, as gunicorn.conf.py runs it), waits for
+   default, as the image and dev.py run it), waits for
    /healthz and warms every worker up for two seconds.
 3. Lookups: GET `/v1/spaces/default/collections/users/profiles/<type>:<value>/traits` for
    random identifiers (a third each user_id, email, anonymous_id), sent open-loop at `--rate`
@@ -84,8 +84,8 @@ KINDS = ("user_id", "email", "anonymous_id")
 P99_BAR_MS = 25.0  # a lookup is on a page's critical path
 RATE_BAR = 600  # lookups/s with p99 under P99_BAR_MS on 2 cores, load generator included (goal 1,000)
 CPU_BAR_MS = 1.5  # CPU per lookup in the web process (goal 0.8)
-# gunicorn.conf.py's worker class and threads, one worker per core (chosen by measurement:
-# gunicorn.conf.py, bench/README.md).
+# The deployment's worker class and threads (docker/entrypoint.sh, dev.py), one worker per
+# core (chosen by measurement: bench/README.md).
 GUNICORN_WORKERS = 2
 GUNICORN_WORKER_CLASS = "gthread"
 GUNICORN_THREADS = 4
