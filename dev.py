@@ -30,6 +30,11 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 
 
+# gthread workers with 4 threads, as the image runs them (docs/architecture.md, "gunicorn runs
+# gthread workers"): kept-alive connections, measured the cheapest per Profile API lookup.
+GUNICORN_THREADS = ["--worker-class", "gthread", "--threads", "4"]
+
+
 def say(message: str) -> None:
     print(f"[cdp] {message}", flush=True)
 
@@ -103,7 +108,7 @@ def start(args: argparse.Namespace) -> int:
         # gunicorn.conf.py: an access log that never shows a secret (write keys, webhook secrets).
         web = [str(PYTHON), "-m", "gunicorn", "cdp.wsgi", "--config", str(ROOT / "gunicorn.conf.py"),
                "--bind", f"{args.host}:{args.port}", "--workers", str(args.workers),
-               "--access-logfile", "-"]  # fmt: skip
+               *GUNICORN_THREADS, "--access-logfile", "-"]  # fmt: skip
     children.append(subprocess.Popen(web, cwd=ROOT))
 
     def stop(*_: object) -> None:

@@ -7,12 +7,13 @@ class AudiencesConfig(AppConfig):
 
     def ready(self) -> None:
         from audiences.admin_profile import profile_audiences_section
-        from audiences.selectors import profile_audiences
-        from profiles.memberships import membership_lookup_register
+        from audiences.selectors import PROFILE_AUDIENCES_SQL, profile_audiences
+        from profiles.memberships import membership_lookup_register, membership_sql_register
         from profiles.page_sections import PageSection, profile_section_register
         from profiles.services.feed import feed_consumer_register
 
         membership_lookup_register(lambda profile_id: profile_audiences(profile_id=profile_id))
+        membership_sql_register(PROFILE_AUDIENCES_SQL)
         feed_consumer_register("audiences", "audiences.consume_feed")
         profile_section_register(PageSection("audiences", "admin/audiences/profile_audiences.html",
                                              profile_audiences_section))  # fmt: skip

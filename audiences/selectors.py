@@ -297,6 +297,15 @@ def profile_audiences(*, profile_id: int) -> list[tuple[str, datetime]]:
     )
 
 
+# `profile_audiences` as a scalar subquery over `p.id`, for the Profile API's one statement
+# (`profiles.memberships.membership_sql_register`): the member rows by the profile index.
+PROFILE_AUDIENCES_SQL = (
+    "(SELECT coalesce(json_agg(json_build_array(a.key, m.entered_at) ORDER BY a.key), '[]'::json) "
+    f"FROM {AudienceMember._meta.db_table} m JOIN {Audience._meta.db_table} a ON a.id = m.audience_id "
+    "WHERE m.profile_id = p.id)"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Person:
     id: int

@@ -7,8 +7,10 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz),  # liveness: the process answers
     path("readyz", readyz),  # readiness: PostgreSQL and the broker answer (cdp/health.py)
-    path("", include("audiences.urls")),  # /api/v1/audiences
-    path("", include("profiles.api.urls")),  # the Profile API (/v1/spaces/…) and /api/v1/, before /v1/<call>
-    path("", include("sqltraits.urls")),  # /api/v1/sql-traits
+    # Machine traffic first, so resolving it tries few patterns: the Profile API (/v1/spaces/…)
+    # and /api/v1/, before the tracking edge's /v1/<call>.
+    path("", include("profiles.api.urls")),
     path("", include("ingest.urls")),
+    path("", include("audiences.urls")),  # /api/v1/audiences
+    path("", include("sqltraits.urls")),  # /api/v1/sql-traits
 ]

@@ -8,7 +8,8 @@
 #   ...     anything else runs as given, e.g. `python manage.py createsuperuser`
 #
 # Extra arguments after web/worker/beat go to gunicorn/celery. Tunables (environment):
-# PORT (8000), WEB_CONCURRENCY (gunicorn workers, 3), CELERY_CONCURRENCY (the worker's
+# PORT (8000), WEB_CONCURRENCY (gunicorn workers, 3), WEB_THREADS (threads of each gthread
+# worker, 4: docs/architecture.md says why), CELERY_CONCURRENCY (the worker's
 # processes, default one per CPU), LOG_LEVEL (INFO).
 set -eu
 
@@ -29,6 +30,8 @@ web)
         --config gunicorn.conf.py \
         --bind "0.0.0.0:${PORT:-8000}" \
         --workers "${WEB_CONCURRENCY:-3}" \
+        --worker-class gthread \
+        --threads "${WEB_THREADS:-4}" \
         --worker-tmp-dir /dev/shm \
         --access-logfile - \
         --error-logfile - \

@@ -12,10 +12,11 @@ from django.db.models import Count, F, Func, JSONField, Min, Q, QuerySet, Sum, T
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast, Upper
 
+from profiles.computed.models import ComputedTrait, ComputedTraitValue
 from profiles.computed.selectors import profile_computed_values
 from profiles.db import pg_cursor
 from profiles.identity.extract import normalize_identifier
-from profiles.memberships import profile_memberships
+from profiles.memberships import profile_memberships, profile_memberships_sql
 from profiles.models import Demotion, Event, EventBatch, Identity, IdentityAudit, IdentityKind, Merge, Profile
 from profiles.timeline import Cursor
 
@@ -147,7 +148,7 @@ def profile_lookup(*, kind: str, value: str) -> Profile | None:
     One SQL statement, written out: the ORM spent longer compiling this query than
     PostgreSQL spent answering it, and the Profile API runs it on every lookup."""
     kind = kind.strip().lower()
-    if kind in ("use", "profile_id", "segment_id"):
+    if kind in _PUBLIC_ID_KINDS:
         key = value if value.startswith("use_") else f"use_{value}"
         profile = row_as_model(Profile, f"SELECT {_PROFILE_COLUMNS} FROM {_PROFILE_TABLE} p WHERE p.key = %s", [key])
     else:
@@ -325,19 +326,78 @@ def profile_traits(*, profile: Profile, trait_class: str | None = None) -> dict[
     have: a computed key is refused while custom traits use it, but an identify may set one
     later), then audience memberships (`key: true`, as Segment shows them). `trait_class`
     keeps one class only."""
+    computed = (
+        [(c.key, c.value, c.computed_at) for c in profile_computed_values(profile_id=profile.id).values()]
+        if trait_class in (None, "computed_trait")
+        else []
+    )
+    audiences = profile_memberships(profile.id) if trait_class in (None, "audience") else []
+    return _traits_of(profile, computed, audiences, trait_class)
+
+
+def _traits_of(
+    profile: Profile,
+    computed: Sequence[tuple[str, Any, datetime]],
+    audiences: Sequence[tuple[str, datetime]],
+    trait_class: str | None,
+) -> dict[str, TraitValue]:
     out: dict[str, TraitValue] = {}
     if trait_class in (None, "custom_trait"):
         meta = profile.trait_meta or {}
         for key, v in (profile.traits or {}).items():
             m = meta.get(key) or {}
             out[key] = TraitValue(v, "custom_trait", m.get("at"), m.get("source_id"))
-    if trait_class in (None, "computed_trait"):
-        for key, c in profile_computed_values(profile_id=profile.id).items():
-            out[key] = TraitValue(c.value, "computed_trait", _iso(c.computed_at), definition=key)
-    if trait_class in (None, "audience"):  # Segment: `<audience_key>: true` per current membership
-        for key, entered_at in profile_memberships(profile.id):
-            out.setdefault(key, TraitValue(True, "audience", _iso(entered_at), definition=key))
+    for key, value, computed_at in computed:
+        out[key] = TraitValue(value, "computed_trait", _iso(computed_at), definition=key)
+    for key, entered_at in audiences:  # Segment: `<audience_key>: true` per current membership
+        out.setdefault(key, TraitValue(True, "audience", _iso(entered_at), definition=key))
     return out
+
+
+def profile_lookup_traits(
+    *, kind: str, value: str, trait_class: str | None = None
+) -> tuple[Profile, dict[str, TraitValue]] | None:
+    """`profile_lookup` and `profile_traits` of what it finds, or None if unknown: on
+    PostgreSQL in one statement (the identity, its profile, the computed values and the
+    audiences as json subqueries), as the Profile API's `/traits` runs it on every page view;
+    a merged-away profile, and other databases, take the two calls."""
+    kind = kind.strip().lower()
+    normalized = normalize_identifier(kind, value) if kind not in _PUBLIC_ID_KINDS else None
+    if connection.vendor != "postgresql" or normalized is None:
+        profile = profile_lookup(kind=kind, value=value)
+        return (profile, profile_traits(profile=profile, trait_class=trait_class)) if profile is not None else None
+    with pg_cursor(parse_json=True) as cursor:
+        cursor.execute(_lookup_traits_sql(trait_class), [kind, normalized])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    width = len(_PROFILE_ATTNAMES)
+    profile = Profile.from_db(connection.alias, _PROFILE_ATTNAMES, row[:width])
+    if profile.merged_into_id is not None:  # a tombstone (rare): follow it, then read its traits
+        profile = profile_live(profile=profile)
+        return profile, profile_traits(profile=profile, trait_class=trait_class)
+    computed = [(key, v, datetime.fromisoformat(at)) for key, v, at in row[width] or ()]
+    audiences = [(key, datetime.fromisoformat(at)) for key, at in row[width + 1] or ()]
+    return profile, _traits_of(profile, computed, audiences, trait_class)
+
+
+_PUBLIC_ID_KINDS = ("use", "profile_id", "segment_id")
+_PROFILE_ATTNAMES = [f.attname for f in Profile._meta.concrete_fields]
+_COMPUTED_SQL = (
+    "(SELECT json_agg(json_build_array(t.key, v.value, v.computed_at)) "
+    f"FROM {ComputedTraitValue._meta.db_table} v JOIN {ComputedTrait._meta.db_table} t ON t.id = v.trait_id "
+    "WHERE v.profile_id = p.id AND t.enabled)"
+)
+
+
+def _lookup_traits_sql(trait_class: str | None) -> str:
+    # Built per call: the audiences' subquery is registered at startup, after this module loads.
+    computed = _COMPUTED_SQL if trait_class in (None, "computed_trait") else "NULL"
+    audiences = profile_memberships_sql() if trait_class in (None, "audience") else "NULL"
+    return (
+        f"SELECT {_PROFILE_COLUMNS}, {computed}, {audiences} FROM {_PROFILE_TABLE} p "
+        f"JOIN {Identity._meta.db_table} i ON i.profile_id = p.id WHERE i.kind = %s AND i.value = %s"
+    )
 
 
 def _iso(at: datetime) -> str:

@@ -102,6 +102,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: /v1/ (the tracking edge, the Profile API) goes through MACHINE_MIDDLEWARE instead.
+    "cdp.middleware.ShortChainMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -112,6 +114,15 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, so it sees a view's exception first: a plain 503 when the database is away.
+    "cdp.middleware.DatabaseUnavailableMiddleware",
+]
+# What machine traffic under /v1/ needs of MIDDLEWARE (cdp/middleware.py): no sessions, CSRF,
+# users, messages or static files.
+MACHINE_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "cdp.middleware.DatabaseUnavailableMiddleware",
 ]
 
@@ -265,7 +276,7 @@ CDP_API_RATE_LIMIT = int(os.environ.get("CDP_API_RATE_LIMIT", "500"))
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["profiles.api.auth.AccessTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["profiles.api.auth.HasAccessToken"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["profiles.api.render.OrjsonRenderer"],  # DRF's JSON, by orjson
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "profiles.api.base.api_exception_handler",

@@ -9,14 +9,14 @@ import uuid
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpRequest
 from rest_framework import exceptions, serializers
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from profiles.api.auth import AccessTokenAuthentication, HasAccessToken, TokenRateThrottle
+from profiles.api.render import OrjsonRenderer
 from profiles.db import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS
 
 logger = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class ApiView(APIView):
     authentication_classes = [AccessTokenAuthentication]
     permission_classes = [HasAccessToken]
     throttle_classes = [TokenRateThrottle]
-    renderer_classes = [JSONRenderer]
+    renderer_classes = [OrjsonRenderer]
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)
@@ -101,20 +101,21 @@ class ApiView(APIView):
         return response
 
 
-def query(serializer_class: type, request: Request) -> dict[str, Any]:
+def query(serializer_class: type, request: Request | HttpRequest) -> dict[str, Any]:
     """Validated query parameters, or a 400 `validation_error` naming the bad one. An unknown
     parameter is refused too: a misspelt filter must not silently return everything."""
+    params = request.query_params if isinstance(request, Request) else request.GET
     # A plain dict, not the QueryDict: DRF reads an empty `?next=` from a form as absent, and
     # the schema promises that an empty value is refused. One serializer per request: each
     # instance deep-copies its fields.
     data: dict[str, Any] = {}
     serializer = serializer_class(data=data)
     fields = serializer.fields
-    unknown = sorted(set(request.query_params) - set(fields))
+    unknown = sorted(set(params) - set(fields))
     if unknown:
         raise serializers.ValidationError({name[:40]: "Unknown query parameter." for name in unknown[:5]})
-    for key in request.query_params:
+    for key in params:
         many = isinstance(fields[key], serializers.MultipleChoiceField)
-        data[key] = request.query_params.getlist(key) if many else request.query_params.get(key)
+        data[key] = params.getlist(key) if many else params.get(key)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)

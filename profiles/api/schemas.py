@@ -12,7 +12,8 @@ from rest_framework import serializers
 from profiles.timeline import BadCursor, Cursor
 
 
-def _names(value: str) -> list[str]:
+def comma_list(value: str) -> list[str]:
+    """`a, b,,c` as `["a", "b", "c"]`."""
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
@@ -20,7 +21,7 @@ class CommaList(serializers.CharField):
     """`a,b,c` in a query string, as a list."""
 
     def to_internal_value(self, data: Any) -> list[str]:
-        return _names(super().to_internal_value(data))
+        return comma_list(super().to_internal_value(data))
 
 
 class EventCursorField(serializers.CharField):

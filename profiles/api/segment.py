@@ -11,15 +11,23 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpRequest, HttpResponseBase, QueryDict
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from profiles.api import schemas, shapes
+from profiles.api import lean, schemas, shapes
 from profiles.api.base import ApiView, query
 from profiles.models import Event, Identity, Profile
-from profiles.selectors import profile_events, profile_explain, profile_groups, profile_lookup, profile_traits
+from profiles.selectors import (
+    TraitValue,
+    profile_events,
+    profile_explain,
+    profile_groups,
+    profile_lookup,
+    profile_lookup_traits,
+)
 
 TAG = "Segment Profile API"
 COLLECTIONS = {"users"}  # accounts (groups) have no profiles here; see /links
@@ -54,6 +62,15 @@ def space_id() -> str:
 def resolve(*, space: str, collection: str, identifier: str) -> Profile:
     """The live profile the path names; 404 for another space, collection or an unknown one,
     400 for an identifier that is not `type:value`."""
+    profile = profile_lookup(**_reference(space=space, collection=collection, identifier=identifier))
+    if profile is None:
+        raise exceptions.NotFound("Profile was not found.")
+    return profile
+
+
+def _reference(*, space: str, collection: str, identifier: str) -> dict[str, str]:
+    """The `kind` and `value` the path names; 404 for another space or collection, 400 for an
+    identifier that is not `type:value`."""
     if space != space_id():
         raise exceptions.NotFound("Space was not found.")
     if collection not in COLLECTIONS:
@@ -65,10 +82,7 @@ def resolve(*, space: str, collection: str, identifier: str) -> Profile:
         kind, value = "use", identifier
     elif not sep or not kind.strip() or not value.strip():
         raise exceptions.ValidationError(f"The identifier must be <id_type>:<value> or a use_ id, not {identifier!r}.")
-    profile = profile_lookup(kind=kind, value=value)
-    if profile is None:
-        raise exceptions.NotFound("Profile was not found.")
-    return profile
+    return {"kind": kind, "value": value}
 
 
 def _cursor(*, space: str, profile: Profile, resource: str, has_more: bool, next_: str, limit: int) -> dict[str, Any]:
@@ -113,28 +127,82 @@ def _schema(body: Any, *, summary: str, parameters: Any = None) -> Any:
 
 
 class TraitsView(ApiView):
+    """The hot GET: one per page view of a personalised site. A GET takes the lean path
+    (`lean.py`: the same checks and answers without DRF's machinery) and reads the profile
+    with its traits in one statement; other methods, and requests the lean path leaves to
+    DRF, go through DRF to the same `traits_body`."""
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if not lean.takes(request):
+            return super().dispatch(request, *args, **kwargs)
+        return lean.serve(request, lambda: traits_body(params=traits_query(request), **kwargs))
+
     @_schema(schemas.TraitsBody, summary="A profile's traits", parameters=schemas.TraitsQuery)
     def get(self, request: Request, space_id: str, collection: str, identifier: str) -> Response:
         params = query(schemas.TraitsQuery, request)
-        profile = resolve(space=space_id, collection=collection, identifier=identifier)
-        traits = profile_traits(profile=profile, trait_class=params.get("class"))
-        keys = sorted(traits)
-        if "include" in params:
-            wanted = set(params["include"])
-            keys = [key for key in keys if key in wanted]
-        after = _decode(params.get("next"))
-        keys = [key for key in keys if key > after]
-        page, limit = keys[: params["limit"]], params["limit"]
-        shown = {key: traits[key].verbose() if params["verbose"] else traits[key].value for key in page}
-        cursor = _cursor(
-            space=space_id,
-            profile=profile,
-            resource="traits",
-            has_more=len(keys) > limit,
-            next_=_encode(page[-1]) if page else "",
-            limit=limit,
-        )
-        return Response({"traits": shown, "cursor": cursor})
+        return Response(traits_body(params=params, space_id=space_id, collection=collection, identifier=identifier))
+
+
+def traits_body(*, params: dict[str, Any], space_id: str, collection: str, identifier: str) -> dict[str, Any]:
+    """`/traits`' answer; raises NotFound / ValidationError as `resolve` does."""
+    ref = _reference(space=space_id, collection=collection, identifier=identifier)
+    found = profile_lookup_traits(**ref, trait_class=params.get("class"))
+    if found is None:
+        raise exceptions.NotFound("Profile was not found.")
+    profile, traits = found
+    keys = sorted(traits)
+    if "include" in params:
+        wanted = set(params["include"])
+        keys = [key for key in keys if key in wanted]
+    after = _decode(params.get("next"))
+    keys = [key for key in keys if key > after]
+    page, limit = keys[: params["limit"]], params["limit"]
+    shown = {key: _shown(traits[key], params["verbose"]) for key in page}
+    cursor = _cursor(
+        space=space_id,
+        profile=profile,
+        resource="traits",
+        has_more=len(keys) > limit,
+        next_=_encode(page[-1]) if page else "",
+        limit=limit,
+    )
+    return {"traits": shown, "cursor": cursor}
+
+
+def _shown(trait: TraitValue, verbose: bool) -> Any:
+    return trait.verbose() if verbose else trait.value
+
+
+_TRAITS_CLASSES = {"audience", "computed_trait", "custom_trait"}
+_TRUE, _FALSE = {"true", "True", "1"}, {"false", "False", "0"}
+
+
+def traits_query(request: HttpRequest) -> dict[str, Any]:
+    """`query(schemas.TraitsQuery, request)`, read without the serializer when every value is
+    in its plain form (`limit=20`, `verbose=true`, a `class` named exactly, ...): the same
+    validated values, for ~5% of a lookup less. Anything else (a value to refuse, an unknown
+    parameter, a form the serializer would still accept such as `limit=+5`) goes through
+    the serializer, which answers it as always."""
+    params: QueryDict = request.GET
+    plain = _traits_query_plain(params) if params else {"limit": 10, "verbose": False}
+    return plain if plain is not None else query(schemas.TraitsQuery, request)
+
+
+def _traits_query_plain(params: QueryDict) -> dict[str, Any] | None:
+    out: dict[str, Any] = {"limit": 10, "verbose": False}
+    for key in params:
+        value = str(params[key])  # the last value, as the serializer reads it
+        if key == "limit" and value.isascii() and value.isdigit() and 1 <= int(value) <= 200:
+            out["limit"] = int(value)
+        elif key == "verbose" and (value in _TRUE or value in _FALSE):
+            out["verbose"] = value in _TRUE
+        elif key == "class" and value in _TRAITS_CLASSES:
+            out["class"] = value
+        elif key in ("include", "next") and value and value == value.strip() and "\x00" not in value:
+            out[key] = schemas.comma_list(value) if key == "include" else value
+        else:
+            return None
+    return out
 
 
 class ExternalIdsView(ApiView):

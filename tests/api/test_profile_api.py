@@ -273,14 +273,18 @@ def test_rate_limit_is_429_per_token(get, ada, token):
 
 @pytest.mark.parametrize(
     ("resource", "queries"),
-    [("traits", 4), ("external_ids", 3), ("events", 3), ("metadata", 4), ("links", 3), ("merges", 8)],
+    [("traits", 3), ("external_ids", 2), ("events", 2), ("metadata", 3), ("links", 2), ("merges", 7)],
 )
 def test_query_counts_are_pinned(get, send, django_assert_num_queries, resource, queries):
+    from django.db import connection
+
     send(*[track("u1", f"E{i}", f"2026-11-01T10:{i:02d}:00Z") for i in range(30)])
     send(identify("u1", "a1", email="x@example.com", plan="pro"))
     send({"type": "group", "userId": "u1", "groupId": "g1", "timestamp": "2026-11-04T10:00:00Z"})
-    get(f"{BASE}/user_id:u1/{resource}")  # the token's last_used_at is fresh: no write per request
-    with django_assert_num_queries(queries):  # token, profile, then the resource's own reads
+    get(f"{BASE}/user_id:u1/{resource}")  # the token is read, its last_used_at fresh: none of either for a second
+    if resource == "traits" and connection.vendor == "postgresql":
+        queries = 1  # the profile with its computed traits and audiences, in one statement
+    with django_assert_num_queries(queries):  # the profile, then the resource's own reads
         params = {} if resource == "metadata" else {"limit": 20}  # metadata takes no limit
         assert get(f"{BASE}/user_id:u1/{resource}", **params).status_code == 200
 

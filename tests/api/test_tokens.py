@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from io import StringIO
 
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.test import Client
+from django.utils import timezone
 
 from profiles.models import AccessToken
 from profiles.services.tokens import access_token_check, access_token_create, access_token_revoke
@@ -47,6 +49,21 @@ def test_revoked_token_is_refused(client: Client, send):
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "authentication_error"
     assert access_token_check(raw=raw) is None
+
+
+def test_a_token_revoked_by_another_process_is_refused_here_within_a_second(client: Client, send):
+    """Web processes keep a token they checked for up to a second: a revoke made in another
+    one (here: the row updated behind this process's back) reaches this one within that."""
+    send({"type": "identify", "userId": "u1"})
+    token, raw = access_token_create(name="x")
+    path, headers = f"{BASE}/user_id:u1/traits", {"Authorization": basic_auth(raw)}
+    assert client.get(path, headers=headers).status_code == 200
+    AccessToken.objects.filter(id=token.id).update(revoked_at=timezone.now())
+    revoked_at = time.monotonic()
+    while client.get(path, headers=headers).status_code == 200:
+        assert time.monotonic() - revoked_at < 1.0, "still accepted a second after it was revoked"
+        time.sleep(0.05)
+    assert client.get(path, headers=headers).status_code == 401
 
 
 def test_admin_creates_a_token_shown_once_on_a_page_never_in_a_cookie_and_revokes_it(client: Client):
