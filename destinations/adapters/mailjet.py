@@ -173,7 +173,8 @@ class MailjetAdapter(Adapter):
         for item, contact in members:
             email = str(contact["Email"]).lower()
             if email in errors:
-                out[item.id] = Outcome(DISCARDED, f"Mailjet: {errors[email]}", 200, request, trim(errors[email]))
+                reason, raw = errors[email]
+                out[item.id] = Outcome(DISCARDED, f"Mailjet: {reason}", 200, request, trim(raw))
             elif status == "Completed":
                 out[item.id] = Outcome(DELIVERED, "", 200, request, f"job {job} Completed")
             else:
@@ -192,16 +193,18 @@ class MailjetAdapter(Adapter):
             time.sleep(wait)
             wait = min(wait * 2, 1.0)
 
-    def _errors(self, job: Any, answer: Answer) -> dict[str, str]:
-        """The job's errors per contact email, from its JSON error file."""
+    def _errors(self, job: Any, answer: Answer) -> dict[str, tuple[str, str]]:
+        """The job's errors per contact email (the message, and the whole entry), from its
+        JSON error file."""
         file, _ = self._call("GET", f"/v3/DATA/batchjob/{job}/JSONError/application:json/LAST")
         rows = file.json() if file.ok else None
-        out: dict[str, str] = {}
+        out: dict[str, tuple[str, str]] = {}
         for row in rows if isinstance(rows, list) else []:
             if isinstance(row, Mapping):
                 email = _find_email(row)
                 if email:
-                    out[email.lower()] = str(row.get("Error") or row.get("error") or row.get("ErrorMessage") or row)
+                    reason = str(row.get("Error") or row.get("error") or row.get("ErrorMessage") or "refused")
+                    out[email.lower()] = (reason[:500], dumps(row).decode())
         return out
 
 
