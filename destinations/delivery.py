@@ -55,7 +55,7 @@ class Drained:
 
 def backoff_seconds(attempts: int, retry_after: float | None = None, rng: random.Random | None = None) -> float:
     """How long to wait after the `attempts`-th failed try: Retry-After when the destination
-    gave one (at most an hour), else 2^(n-1) × 2 s (at most 30 min), times 0.5-1.5."""
+    gave one (at most an hour), else 2^(n-1) x 2 s (at most 30 min), times 0.5-1.5."""
     rng = rng or random.SystemRandom()
     if retry_after is not None:
         return min(retry_after, RETRY_AFTER_MAX_SECONDS) + rng.uniform(0, 1)
@@ -80,7 +80,9 @@ def due(destination_id: int, now: datetime, limit: int) -> list[Delivery]:
     )  # fmt: skip
     rows = Delivery.objects.filter(destination_id=destination_id, status=Delivery.Status.PENDING,
                                    next_attempt_at__lte=now).exclude(Exists(earlier))  # fmt: skip
-    return list(rows.order_by("id").only("id", "kind", "subject", "message", "attempts", "expires_at", "person")[:limit])
+    return list(
+        rows.order_by("id").only("id", "kind", "subject", "message", "attempts", "expires_at", "person")[:limit]
+    )
 
 
 def has_due(destination_id: int, now: datetime) -> bool:
@@ -194,8 +196,11 @@ def outcomes_record(
             # A destination failing for the whole window: what waited that long is dead.
             expired = Delivery.objects.filter(destination_id=dest.pk, status=Delivery.Status.PENDING,
                                               expires_at__lte=now)  # fmt: skip
-            if n := expired.update(status=Delivery.Status.DEAD, finished_at=now,
-                                   reason=f"not delivered within the retry window; last error: {errors[-1][:500]}"):
+            if n := expired.update(
+                status=Delivery.Status.DEAD,
+                finished_at=now,
+                reason=f"not delivered within the retry window; last error: {errors[-1][:500]}",
+            ):
                 days_count(destination_id=dest.pk, status=Delivery.Status.DEAD, n=n, day=now.date())
         Destination.objects.filter(pk=dest.pk).update(**update)
     return counts

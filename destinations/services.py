@@ -54,7 +54,9 @@ def destination_create(*, data: Mapping[str, Any], actor: Any = None, reason: st
     return dest
 
 
-def destination_update(*, destination_id: int, data: Mapping[str, Any], actor: Any = None, reason: str = "") -> Destination:
+def destination_update(
+    *, destination_id: int, data: Mapping[str, Any], actor: Any = None, reason: str = ""
+) -> Destination:
     """Change the fields given (secrets left out stay). Audiences it newly takes get a full
     sync. Raises `Destination.DoesNotExist` or `DestinationError`."""
     with transaction.atomic():
@@ -104,8 +106,11 @@ def deliveries_replay(
     with transaction.atomic():
         dest = Destination.objects.select_for_update().get(pk=destination_id)
         rows = Delivery.objects.filter(destination_id=dest.pk)
-        rows = rows.filter(pk=delivery_id, status__in=REPLAYABLE) if delivery_id else rows.filter(
-            status=Delivery.Status.DEAD)
+        rows = (
+            rows.filter(pk=delivery_id, status__in=REPLAYABLE)
+            if delivery_id
+            else rows.filter(status=Delivery.Status.DEAD)
+        )
         n = rows.update(status=Delivery.Status.PENDING, attempts=0, next_attempt_at=now, finished_at=None,
                         expires_at=now + retry_window(), reason="replayed")  # fmt: skip
         Destination.objects.filter(pk=dest.pk).update(paused_until=None)
@@ -144,7 +149,8 @@ def destination_test(*, destination_id: int, actor: Any = None) -> Delivery:
     adapter = ADAPTERS[dest.kind](destination_id=dest.pk, settings=settings_, state=dict(dest.state or {}))
     outcome = adapter.send([Item(row.pk, row.kind, "", message)])[row.pk]
     status = {DELIVERED: Delivery.Status.DELIVERED, "filtered": Delivery.Status.FILTERED}.get(
-        outcome.status, Delivery.Status.DISCARDED)
+        outcome.status, Delivery.Status.DISCARDED
+    )
     Delivery.objects.filter(pk=row.pk).update(
         status=status, attempts=1, finished_at=timezone.now(), status_code=outcome.status_code,
         request=outcome.request, response=outcome.response, reason=outcome.reason or "test message",

@@ -36,7 +36,9 @@ def sweep() -> int:
     due = drains_due()
     wake(due)
     stale = timezone.now() - timedelta(minutes=2)
-    for sync_id in FullSync.objects.filter(status=FullSync.Status.RUNNING, touched_at__lt=stale).values_list("pk", flat=True):
+    for sync_id in FullSync.objects.filter(status=FullSync.Status.RUNNING, touched_at__lt=stale).values_list(
+        "pk", flat=True
+    ):
         full_sync.delay(sync_id)
     return len(due)
 

@@ -8,6 +8,10 @@ from destinations.adapters.mailchimp import MailchimpAdapter
 from destinations.adapters.mailjet import MailjetAdapter
 from destinations.adapters.webhook import WebhookAdapter
 
-ADAPTERS: dict[str, type[Adapter]] = {"webhook": WebhookAdapter, "mailjet": MailjetAdapter, "mailchimp": MailchimpAdapter}
+ADAPTERS: dict[str, type[Adapter]] = {
+    "webhook": WebhookAdapter,
+    "mailjet": MailjetAdapter,
+    "mailchimp": MailchimpAdapter,
+}
 
 __all__ = ["ADAPTERS", "Adapter", "Item", "Outcome"]

@@ -43,7 +43,7 @@ BATCH_FROM = 20
 
 
 def subscriber_hash(email: str) -> str:
-    return hashlib.md5(email.lower().encode()).hexdigest()  # noqa: S324 (Mailchimp's key, not a secret)
+    return hashlib.md5(email.lower().encode()).hexdigest()
 
 
 def data_centre(api_key: str) -> str | None:
@@ -69,7 +69,9 @@ class MailchimpAdapter(Adapter):
         if not isinstance(merge, Mapping) or not all(
             isinstance(t, str) and t.isalnum() and t.upper() == t and len(t) <= 10 for t in merge.values()
         ):
-            raise SettingsError("settings.merge_fields", 'trait → merge tag (capitals, up to 10): {"first_name": "FNAME"}.')
+            raise SettingsError(
+                "settings.merge_fields", 'trait → merge tag (capitals, up to 10): {"first_name": "FNAME"}.'
+            )
         status = settings.get("status_if_new", "subscribed")
         if status not in STATUSES_IF_NEW:
             raise SettingsError("settings.status_if_new", f"one of {', '.join(STATUSES_IF_NEW)}.")
@@ -117,7 +119,9 @@ class MailchimpAdapter(Adapter):
             result = Outcome(DELIVERED)
             for method, path, body in ops:
                 answer, request = self._call(method, path, body)
-                result = judged(answer, request, what=f"Mailchimp {path.rsplit('/', 1)[-1] if 'tags' in path else 'member'}")
+                result = judged(
+                    answer, request, what=f"Mailchimp {path.rsplit('/', 1)[-1] if 'tags' in path else 'member'}"
+                )
                 if answer.status_code == 404 and method == "POST" and len(ops) == 1:
                     result = Outcome(DELIVERED, "not a member: nothing to untag", 404, request, answer.text())
                 if result.status != DELIVERED:
@@ -155,7 +159,9 @@ class MailchimpAdapter(Adapter):
             if op_id in failures and item_id not in out:
                 code, text = failures[op_id]
                 status_name = RETRY if code == 429 or code >= 500 else DISCARDED
-                out[item_id] = Outcome(status_name, f"Mailchimp answered {code} in batch {batch_id}", code, request, text)
+                out[item_id] = Outcome(
+                    status_name, f"Mailchimp answered {code} in batch {batch_id}", code, request, text
+                )
         for item_id in set(owner.values()):
             out.setdefault(item_id, Outcome(DELIVERED, "", 200, request, f"batch {batch_id} finished"))
         return out

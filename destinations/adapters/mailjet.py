@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from dataclasses import replace
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from destinations.adapters.base import (
@@ -152,6 +152,7 @@ class MailjetAdapter(Adapter):
         return None
 
     def _bulk(self, list_id: int | None, action: str, members: list[tuple[Item, dict[str, Any]]]) -> dict[Any, Outcome]:
+        body: dict[str, Any]
         if list_id is None:
             path, body = "/v3/REST/contact/managemanycontacts", {"Contacts": [c for _, c in members]}
         else:

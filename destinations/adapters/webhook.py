@@ -61,8 +61,11 @@ class WebhookAdapter(Adapter):
         for item in items:
             body = dumps(item.message)
             headers = {"X-Signature": signature(body, secret)} if secret else {}
-            outcomes = [judged(http(self.session, "POST", url, body=body, headers=headers, timeout=self.timeout), record("POST", url, body),
-                               what=url) for url in urls]  # fmt: skip
+            outcomes = [
+                judged(http(self.session, "POST", url, body=body, headers=headers, timeout=self.timeout),
+                       record("POST", url, body), what=url)
+                for url in urls
+            ]  # fmt: skip
             best = next((o for o in outcomes if o.status == DELIVERED), None)
             best = best or next((o for o in outcomes if o.status == RETRY), None) or outcomes[0]
             out[item.id] = best

@@ -173,7 +173,7 @@ def test_the_audience_page_members_now_on_a_day_searched_and_the_history(people,
     assert "Ann Lima" in html and "/admin/profiles/profile/" in html
     assert html.count('class="day"') == 90 and "audience-size-chart" in html  # the plot, a day each
     assert "event Order Completed" in html and "rule v1" in html  # history with causes
-    assert 'id="destinations"' not in html  # no destinations yet: the hook shows nothing
+    assert "Not synced to any destination." in html  # the destinations section, with none yet
 
     # As if both had entered three days ago and bob had left yesterday: two days ago both were in.
     Membership.objects.filter(audience=audience).update(entered_at=entered - timedelta(days=3))

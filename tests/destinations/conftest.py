@@ -10,6 +10,7 @@ import pytest
 from destinations.delivery import destination_drain
 from destinations.models import Delivery, Destination
 from destinations.services import destination_create
+from tests.audiences.conftest import define  # noqa: F401 (a fixture the flows use)
 from tests.destinations.standins import MailchimpStandIn, MailjetStandIn, Sink
 
 

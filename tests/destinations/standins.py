@@ -16,6 +16,7 @@ Each can be told to fail next: `fail(n, status, headers=…, body=…)`, or to h
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import re
@@ -86,10 +87,8 @@ class StandIn:
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(out)))
                 self.end_headers()
-                try:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(out)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _any
 
@@ -187,11 +186,19 @@ class MailjetStandIn(StandIn):
         for contact in body.get("Contacts") or []:
             email = str(contact.get("Email", "")).lower()
             bad = {p: "Property not defined" for p in (contact.get("Properties") or {}) if p not in self.properties}
-            bad |= {p: "Property type does not match definition" for p, v in (contact.get("Properties") or {}).items()
-                    if p in self.properties and v is not None and not isinstance(v, self.TYPES[self.properties[p]])}
+            bad |= {
+                p: "Property type does not match definition"
+                for p, v in (contact.get("Properties") or {}).items()
+                if p in self.properties and v is not None and not isinstance(v, self.TYPES[self.properties[p]])
+            }
             if bad or "@" not in email:
-                errors.append({"Email": contact.get("Email"), "Error": "Object properties invalid",
-                               "ErrorInfo": {"Properties": [bad] if bad else [], "Email": "@" in email}})
+                errors.append(
+                    {
+                        "Email": contact.get("Email"),
+                        "Error": "Object properties invalid",
+                        "ErrorInfo": {"Properties": [bad] if bad else [], "Email": "@" in email},
+                    }
+                )
                 continue
             props = self.contacts.setdefault(email, {})
             props.update({k: v for k, v in (contact.get("Properties") or {}).items() if v is not None})
@@ -267,7 +274,7 @@ class MailchimpStandIn(StandIn):
         if method != "PUT":
             return self._error(405, "Method Not Allowed", "")
         email = str(body.get("email_address", ""))
-        if hashlib.md5(email.lower().encode()).hexdigest() != member_hash:  # noqa: S324
+        if hashlib.md5(email.lower().encode()).hexdigest() != member_hash:
             return self._error(400, "Invalid Resource", "The email address does not match the subscriber hash.")
         if unknown := set(body.get("merge_fields") or {}) - self.merge_tags:
             return self._error(400, "Invalid Resource", f"Your merge fields were invalid: {sorted(unknown)[0]}.")

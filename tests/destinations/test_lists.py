@@ -53,12 +53,20 @@ def mc(db, mailchimp):
 def test_the_re_engagement_audience_lands_in_a_mailjet_list_with_traits_as_properties(mj, mailjet, drain):
     traits = {"plan": "pro", "lifetime_value": 1249.5, "location": {"latitude": 48.8735, "longitude": 2.3716},
               "address": {"geo": {"lat": 1.0}}}  # fmt: skip
-    deliveries_enqueue(messages=[audience("re_engage", "alice.martin@example.com", True, traits),
-                                 audience("re_engage", "bob.nguyen@example.com", True, {"plan": "free"})])
+    deliveries_enqueue(
+        messages=[
+            audience("re_engage", "alice.martin@example.com", True, traits),
+            audience("re_engage", "bob.nguyen@example.com", True, {"plan": "free"}),
+        ]
+    )
     drain(mj)
     assert mailjet.lists[12345] == {"alice.martin@example.com": True, "bob.nguyen@example.com": True}
     assert mailjet.contacts["alice.martin@example.com"] == {
-        "plan": "pro", "lifetime_value": 1249.5, "location_latitude": 48.8735, "location_longitude": 2.3716}
+        "plan": "pro",
+        "lifetime_value": 1249.5,
+        "location_latitude": 48.8735,
+        "location_longitude": 2.3716,
+    }
     assert mailjet.properties == {"plan": "str", "lifetime_value": "float", "location_latitude": "float",
                                   "location_longitude": "float"}  # fmt: skip
     [bulk] = mailjet.requests_to("contactslist/12345/managemanycontacts$")
@@ -71,14 +79,15 @@ def test_the_re_engagement_audience_lands_in_a_mailjet_list_with_traits_as_prope
     assert alice.notes == {"dropped": ["address.geo: nested too deep"]}
     metadata = orjson.loads((FIXTURES / "mailjet-contactmetadata-create.json").read_bytes())
     created = [r.json() for r in mailjet.requests_to("contactmetadata$")]
-    assert {"Datatype": "float", "Name": "location_latitude", "NameSpace": "static"} == metadata
+    assert metadata == {"Datatype": "float", "Name": "location_latitude", "NameSpace": "static"}
     assert metadata in created
 
 
 def test_mailjet_never_resubscribes_and_an_exit_removes(mj, mailjet, drain):
     mailjet.lists[12345] = {"gone@example.com": False}  # unsubscribed at Mailjet
-    deliveries_enqueue(messages=[audience("re_engage", "gone@example.com", True),
-                                 audience("re_engage", "stay@example.com", True)])
+    deliveries_enqueue(
+        messages=[audience("re_engage", "gone@example.com", True), audience("re_engage", "stay@example.com", True)]
+    )
     drain(mj)
     assert mailjet.lists[12345] == {"gone@example.com": False, "stay@example.com": True}
     deliveries_enqueue(messages=[audience("re_engage", "stay@example.com", False)])
@@ -89,8 +98,12 @@ def test_mailjet_never_resubscribes_and_an_exit_removes(mj, mailjet, drain):
 
 def test_mailjet_errors_are_recorded_per_contact(mj, mailjet, drain):
     mailjet.properties["plan"] = "int"  # defined with another type at Mailjet
-    deliveries_enqueue(messages=[audience("re_engage", "a@example.com", True, {"plan": "pro"}),
-                                 audience("re_engage", "b@example.com", True, {"age": 30})])
+    deliveries_enqueue(
+        messages=[
+            audience("re_engage", "a@example.com", True, {"plan": "pro"}),
+            audience("re_engage", "b@example.com", True, {"age": 30}),
+        ]
+    )
     drain(mj)
     a, b = Delivery.objects.order_by("id")
     assert a.status == "discarded" and "Object properties invalid" in a.reason
@@ -120,9 +133,22 @@ def test_mailjet_429_is_retried_and_bad_credentials_discarded(mj, mailjet, drain
 
 
 def test_mailjet_takes_identify_calls_only(mj, mailjet, drain):
-    deliveries_enqueue(messages=[Outgoing(kind="audience", subject="re_engage", person="a", message={
-        "type": "track", "event": "Audience Entered", "messageId": "t1",
-        "properties": {"audience_key": "re_engage", "re_engage": True}, "context": {"traits": {"email": "a@x.io"}}})])
+    deliveries_enqueue(
+        messages=[
+            Outgoing(
+                kind="audience",
+                subject="re_engage",
+                person="a",
+                message={
+                    "type": "track",
+                    "event": "Audience Entered",
+                    "messageId": "t1",
+                    "properties": {"audience_key": "re_engage", "re_engage": True},
+                    "context": {"traits": {"email": "a@x.io"}},
+                },
+            )
+        ]
+    )
     assert Delivery.objects.get().status == "filtered"
     drain(mj)
     assert mailjet.received == []
@@ -132,8 +158,13 @@ def test_mailjet_takes_identify_calls_only(mj, mailjet, drain):
 
 
 def test_a_mailchimp_member_is_upserted_then_tagged_with_the_audience(mc, mailchimp, drain):
-    deliveries_enqueue(messages=[audience("vip", "Alice.Martin@Example.com", True,
-                                          {"first_name": "Alice", "last_name": "Martin", "city": "Paris"})])
+    deliveries_enqueue(
+        messages=[
+            audience(
+                "vip", "Alice.Martin@Example.com", True, {"first_name": "Alice", "last_name": "Martin", "city": "Paris"}
+            )
+        ]
+    )
     drain(mc)
     member_hash = hashlib.md5(b"alice.martin@example.com").hexdigest()
     put, tags = mailchimp.received
@@ -161,8 +192,13 @@ def test_mailchimp_keeps_an_unsubscribed_member_unsubscribed(mc, mailchimp, drai
 
 
 def test_mailchimp_errors_keep_the_detail_and_exits_of_non_members_are_no_failure(mc, mailchimp, drain):
-    deliveries_enqueue(messages=[trait("plan", "a@example.com", "pro"), trait("shoe_size", "b@example.com", 42),
-                                 audience("vip", "c@example.com", False)])
+    deliveries_enqueue(
+        messages=[
+            trait("plan", "a@example.com", "pro"),
+            trait("shoe_size", "b@example.com", 42),
+            audience("vip", "c@example.com", False),
+        ]
+    )
     mailchimp.merge_tags.discard("PLAN")
     drain(mc)
     plan, shoe, exit_ = Delivery.objects.order_by("id")
@@ -174,8 +210,14 @@ def test_mailchimp_errors_keep_the_detail_and_exits_of_non_members_are_no_failur
 def test_mailchimp_full_syncs_go_through_batches(mc, mailchimp, drain):
     members = [Outgoing(kind="sync", subject="vip", person=f"p{i}", message=audience("vip", f"p{i}@example.com", True,
                         {"first_name": f"P{i}"}).message | {"messageId": f"s{i}"}) for i in range(25)]  # fmt: skip
-    members.append(Outgoing(kind="sync", subject="vip", person="bad", message=audience(
-        "vip", "bad@example.com", True, {"first_name": "B"}).message | {"messageId": "s-bad"}))
+    members.append(
+        Outgoing(
+            kind="sync",
+            subject="vip",
+            person="bad",
+            message=audience("vip", "bad@example.com", True, {"first_name": "B"}).message | {"messageId": "s-bad"},
+        )
+    )
     mailchimp.merge_tags = {"FNAME"}
     members[-1].message["context"]["traits"]["plan"] = "x"  # PLAN is no merge field there: refused
     deliveries_enqueue(messages=members)

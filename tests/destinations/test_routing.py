@@ -63,8 +63,11 @@ def test_consent_is_looked_at_before_the_integrations_object():
 
 def test_a_list_destination_takes_identify_calls_with_an_email():
     assert filtered_reason({"type": "track", "event": "Audience Entered"}, route("mailjet")) == (
-        "mailjet takes identify calls only")
-    assert filtered_reason({"type": "identify", "traits": {}}, route("mailchimp")) == "no email: a contact list needs one"
+        "mailjet takes identify calls only"
+    )
+    assert (
+        filtered_reason({"type": "identify", "traits": {}}, route("mailchimp")) == "no email: a contact list needs one"
+    )
     assert filtered_reason({"type": "identify", "traits": {"email": "a@example.com"}}, route("mailchimp")) is None
 
 
