@@ -52,7 +52,7 @@ def destinations_health(*, ids: Sequence[int] | None = None, now: datetime | Non
     syncs = {s.destination_id: s for s in FullSync.objects.filter(destination__in=dests, status="running")}
     out = []
     for d in dests:
-        w: dict[str, Any] = waiting.get(d.pk, {})
+        w: dict[str, Any] = dict(waiting.get(d.pk) or {})
         out.append(Health(
             d, counts.get((d.pk, "delivered"), 0), w.get("n", 0), w.get("retrying", 0),
             counts.get((d.pk, "discarded"), 0), counts.get((d.pk, "filtered"), 0), counts.get((d.pk, "dead"), 0),
