@@ -206,6 +206,12 @@ def outcomes_record(
     return counts
 
 
+def drain_needed(destination_id: int, now: datetime) -> bool:
+    """Whether the destination has rows due and may be drained now (enabled, not paused)."""
+    dest = Destination.objects.filter(pk=destination_id, enabled=True).only("paused_until").first()
+    return dest is not None and not (dest.paused_until and dest.paused_until > now) and has_due(destination_id, now)
+
+
 def drains_due(*, now: datetime | None = None) -> list[int]:
     """The destinations to drain now: enabled, not paused, not held by a drain, with due rows."""
     now = now or timezone.now()

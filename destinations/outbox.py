@@ -94,7 +94,8 @@ def deliveries_enqueue(
     if not messages:
         return result
     now = now or timezone.now()
-    rs = [r for r in (routes(only=only) if found is None else found) if only is None or r.id in set(only)]
+    wanted = None if only is None else set(only)
+    rs = [r for r in (routes(only=wanted) if found is None else found) if wanted is None or r.id in wanted]
     if not rs:
         return result
     expires = now + retry_window()

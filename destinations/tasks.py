@@ -9,7 +9,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.utils import timezone
 
-from destinations.delivery import destination_drain, drains_due, has_due
+from destinations.delivery import destination_drain, drain_needed, drains_due
 from destinations.fullsync import full_sync_run
 from destinations.models import FullSync
 from destinations.outbox import wake
@@ -23,7 +23,9 @@ def drain(destination_id: int) -> int:
     for its time budget with rows still due, it asks for another drain (other destinations'
     drains get the worker in between)."""
     result = destination_drain(destination_id=destination_id)
-    if result.claimed and has_due(destination_id, timezone.now()) and not result.failed:
+    # Rows left due (the budget ran out, or they came while the lease was held): another
+    # drain. A paused destination waits for the sweep instead.
+    if result.claimed and drain_needed(destination_id, timezone.now()):
         wake([destination_id])
     return result.sent
 
