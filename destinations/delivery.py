@@ -11,6 +11,7 @@ dead. Other 4xx are discarded with the reason and the response."""
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -20,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db import connection, transaction
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from destinations.adapters import ADAPTERS, Item, Outcome
@@ -36,9 +37,10 @@ logger = logging.getLogger(__name__)
 LEASE = timedelta(seconds=90)
 # A drain gives its worker back after this long (other destinations' drains wait for workers).
 DRAIN_SECONDS = 20.0
-# Rows per batch: a webhook sends them one by one over one kept-alive connection; Mailjet
+# Rows per batch: a webhook sends them one by one over one kept-alive connection (the batch's
+# reads and writes cost about 0.3 ms a row against 1.2 ms for the request, bench/destinations.py); Mailjet
 # and Mailchimp take them in one bulk request per list (Mailchimp's batches take 500 members).
-BATCH = {"webhook": 100, "mailjet": 500, "mailchimp": 500}
+BATCH = {"webhook": 200, "mailjet": 500, "mailchimp": 500}
 # Backoff: the first retry after 1-3 s, doubling to at most 30 minutes, each randomized.
 BACKOFF_FIRST_SECONDS = 2.0
 BACKOFF_MAX_SECONDS = 1800.0
@@ -74,15 +76,16 @@ def _lease_release(destination_id: int, owner: str) -> None:
 
 def due(destination_id: int, now: datetime, limit: int) -> list[Delivery]:
     """The destination's pending rows that are due and first of their person, oldest first."""
-    earlier = Delivery.objects.filter(
+    # The person's first pending row, as a correlated subquery: always one probe of
+    # `delivery_person_pending` per candidate. As NOT EXISTS, PostgreSQL planned it (before
+    # the table's statistics caught up) as an anti-join scanning every pending row of the
+    # destination per candidate: 44 ms a batch at 2,000 pending, against 1.
+    first = Delivery.objects.filter(
         destination_id=OuterRef("destination_id"), person=OuterRef("person"), status=Delivery.Status.PENDING,
-        id__lt=OuterRef("id"),
-    )  # fmt: skip
+    ).order_by("id").values("id")[:1]  # fmt: skip
     rows = Delivery.objects.filter(destination_id=destination_id, status=Delivery.Status.PENDING,
-                                   next_attempt_at__lte=now).exclude(Exists(earlier))  # fmt: skip
-    return list(
-        rows.order_by("id").only("id", "kind", "subject", "message", "attempts", "expires_at", "person")[:limit]
-    )
+                                   next_attempt_at__lte=now, id=Subquery(first))  # fmt: skip
+    return list(rows.order_by("id")[:limit])
 
 
 def has_due(destination_id: int, now: datetime) -> bool:
@@ -180,10 +183,8 @@ def outcomes_record(
             if o.status == DISCARDED:
                 errors.append(o.reason)
         changed.append(row)
-    fields = ["status", "attempts", "next_attempt_at", "finished_at", "status_code", "request", "response", "reason",
-              "notes"]  # fmt: skip
     with transaction.atomic():
-        Delivery.objects.bulk_update(changed, fields, batch_size=100)
+        _rows_update(changed)
         for status, n in finals.items():
             days_count(destination_id=dest.pk, status=status, n=n, day=now.date())
         update: dict[str, object] = {"state": state}
@@ -204,6 +205,23 @@ def outcomes_record(
                 days_count(destination_id=dest.pk, status=Delivery.Status.DEAD, n=n, day=now.date())
         Destination.objects.filter(pk=dest.pk).update(**update)
     return counts
+
+
+def _rows_update(rows: Sequence[Delivery]) -> None:
+    """Write each row's outcome: one statement, executed for every row (psycopg pipelines
+    them). The ORM's bulk_update built a CASE per field and row: 3.6 ms a row, against the
+    HTTP request's 1.2 ms."""
+    if not rows:
+        return
+    adapt = connection.ops.adapt_datetimefield_value
+    jsonb = "CAST(%s AS jsonb)" if connection.vendor == "postgresql" else "%s"
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {Delivery._meta.db_table} SET status = %s, attempts = %s, next_attempt_at = %s, finished_at = %s, "
+            f"status_code = %s, request = %s, response = %s, reason = %s, notes = {jsonb} WHERE id = %s",
+            [(r.status, r.attempts, adapt(r.next_attempt_at), adapt(r.finished_at), r.status_code, r.request,
+              r.response, r.reason, json.dumps(r.notes or {}), r.pk) for r in rows],
+        )  # fmt: skip
 
 
 def drain_needed(destination_id: int, now: datetime) -> bool:

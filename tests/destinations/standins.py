@@ -63,6 +63,7 @@ class StandIn:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # one segment per answer: no 40 ms delayed-ACK stall
 
             def log_message(self, *args: Any) -> None:
                 pass
