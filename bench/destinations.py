@@ -109,8 +109,8 @@ def serve_sinks() -> None:
 
 
 def env(args: argparse.Namespace) -> dict[str, str]:
-    return {**os.environ, "DATABASE_URL": f"{args.pg}/{DB}", "CELERY_BROKER_URL": args.broker,
-            "REDIS_URL": args.redis, "DJANGO_SETTINGS_MODULE": "cdp.settings", "CDP_VAR_DIR": "/tmp/benchd"}  # fmt: skip
+    return {**os.environ, "DATABASE_URL": f"{args.pg}/{DB}", "CELERY_BROKER_URL": args.broker, "REDIS_URL": args.redis,
+            "DJANGO_SETTINGS_MODULE": "cdp.settings", "CDP_VAR_DIR": "/tmp/benchd"}  # fmt: skip
 
 
 def setup(args: argparse.Namespace) -> subprocess.Popen[bytes]:
@@ -232,7 +232,6 @@ def throughput_bulk(kind: str, n: int, run: int) -> tuple[float, float]:
 
 def isolation(ports: dict[str, int], seconds: float, rate: float, with_bad: bool, run: int) -> float:
     import requests
-
     from django.db import transaction
 
     from destinations.outbox import Outgoing, deliveries_enqueue

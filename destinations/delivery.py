@@ -38,8 +38,8 @@ LEASE = timedelta(seconds=90)
 # A drain gives its worker back after this long (other destinations' drains wait for workers).
 DRAIN_SECONDS = 20.0
 # Rows per batch: a webhook sends them one by one over one kept-alive connection (the batch's
-# reads and writes cost about 0.3 ms a row against 1.2 ms for the request, bench/destinations.py); Mailjet
-# and Mailchimp take them in one bulk request per list (Mailchimp's batches take 500 members).
+# reads and writes cost about 0.3 ms a row against 1.2 ms for the request, bench/destinations.py);
+# Mailjet and Mailchimp take them in one bulk request per list (Mailchimp's batches take 500).
 BATCH = {"webhook": 200, "mailjet": 500, "mailchimp": 500}
 # Backoff: the first retry after 1-3 s, doubling to at most 30 minutes, each randomized.
 BACKOFF_FIRST_SECONDS = 2.0
