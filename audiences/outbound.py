@@ -73,6 +73,10 @@ def new_emails_deliver(rows: Iterable[FeedRow]) -> int:
     external id). Run before the feed's rows are evaluated, so an exit they cause follows."""
     gained: dict[int, set[str]] = {}
     for row in rows:
+        # A merge's winner lists the loser's identifiers too: the loser's stays move without an
+        # entry (audiences.services._transfer), so its emails are not sent again.
+        if row.what.get("merged"):
+            continue
         for ident in row.what.get("identifiers") or ():
             kind, _, value = str(ident).partition(":")
             if kind == "email" and value and not row.what.get("merged_into"):

@@ -5,6 +5,7 @@ errors into retried (429, 5xx, timeouts, connection errors) and discarded (other
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -155,7 +156,13 @@ class Adapter:
     kind = ""
     timeout = TIMEOUT_SECONDS
 
-    def __init__(self, *, destination_id: int, settings: Mapping[str, Any], state: dict[str, Any]) -> None:
+    def __init__(
+        self, *, destination_id: int, settings: Mapping[str, Any], state: dict[str, Any], budget: float = 30.0
+    ) -> None:
+        # Past this monotonic time an adapter that sends item by item stops (the rest stay
+        # pending, untried): a slow receiver must not keep a batch past the task's time limit,
+        # which would send its delivered items again.
+        self.deadline = time.monotonic() + budget
         self.destination_id = destination_id
         self.settings = settings
         self.state = state

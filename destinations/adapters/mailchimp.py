@@ -112,6 +112,8 @@ class MailchimpAdapter(Adapter):
             return self._batch([i for i in items if i.kind == "sync"])
         out: dict[int, Outcome] = {}
         for item in items:
+            if time.monotonic() > self.deadline:
+                break
             ops, why = self._operations(item)
             if not ops:
                 out[item.id] = Outcome(FILTERED, why)

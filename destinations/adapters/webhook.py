@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -59,6 +60,8 @@ class WebhookAdapter(Adapter):
         urls: list[str] = list(self.settings.get("urls") or [])
         secret = str(self.settings.get("shared_secret") or "")
         for item in items:
+            if time.monotonic() > self.deadline:
+                break
             body = dumps(item.message)
             headers = {"X-Signature": signature(body, secret)} if secret else {}
             outcomes = [

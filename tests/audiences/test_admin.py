@@ -197,11 +197,12 @@ def test_a_failed_computation_shows_its_error_and_destinations_show_once_they_ex
     viewer = staff("audiences.view_audience")
     html = viewer.get(f"{LIST}{audience.pk}/page/").content.decode()
     assert 'id="audience-error"' in html and "canceling statement due to timeout" in html
+    registered = hooks._destinations  # the destinations app's lookup: put back after
     hooks.audience_destinations_register(lambda pk: [hooks.DestinationLink("Mailchimp list", "/x/", "syncing", None)])
     try:
         html = viewer.get(f"{LIST}{audience.pk}/page/").content.decode()
     finally:
-        hooks._destinations = None
+        hooks._destinations = registered
     assert 'id="destinations"' in html and "Mailchimp list" in html
 
 

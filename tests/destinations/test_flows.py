@@ -145,3 +145,14 @@ def test_the_re_engagement_audience_end_to_end_in_mailjet(mailjet, send, define,
     assert set(Delivery.objects.filter(message__type="track").values_list("status", "reason")) == {
         ("filtered", "mailjet takes identify calls only")
     }
+
+
+def test_a_merge_sends_no_second_entry(sink, send, define):
+    hook(sink, audiences="all")
+    send({"type": "identify", "userId": "ann", "traits": {"email": "ann@example.com"}},
+         {"type": "identify", "anonymousId": "phone", "traits": {"email": "ann@phone.example"}})  # fmt: skip
+    send(track("ann", "Email Opened", 1), {**track("x", "Email Opened", 1), "userId": None, "anonymousId": "phone"})
+    define(key="opened", rule=OPENED, include_anonymous=True)
+    assert len(received(sink, "track")) == 2  # each profile entered
+    send({"type": "identify", "userId": "ann", "anonymousId": "phone"})  # merges them
+    assert len(received(sink, "track")) == 2  # the same person: no entry, no exit, no re-sync

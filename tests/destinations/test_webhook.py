@@ -102,6 +102,19 @@ def test_a_timeout_is_retried(webhook, sink, drain, monkeypatch):
     assert row.status == "pending" and row.reason.startswith("timeout")
 
 
+def test_a_slow_receiver_gets_what_fits_in_the_batch_budget_and_the_rest_later(webhook, sink, drain, monkeypatch):
+    monkeypatch.setattr("destinations.delivery.ADAPTER_SECONDS", 0.2)
+    deliveries_enqueue(messages=[entry("vip", f"u{i}") for i in range(3)])
+    sink.always = Failure(200, hang=0.15)
+    monkeypatch.setattr("destinations.delivery.DRAIN_SECONDS", 0.0)  # one batch, as a drain near its budget
+    destination_drain(destination_id=webhook.pk, budget=0.01)
+    statuses = [(r.status, r.attempts) for r in Delivery.objects.order_by("id")]
+    assert statuses == [("delivered", 1), ("delivered", 1), ("pending", 0)]  # the third untried, due at once
+    sink.always = None
+    drain(webhook)
+    assert [b["userId"] for b in bodies(sink)] == ["u0", "u1", "u2"]
+
+
 def test_past_the_window_a_row_is_dead_then_replayed(webhook, sink, drain):
     deliveries_enqueue(messages=[entry("vip", "u1"), entry("vip", "u2")])
     Delivery.objects.update(expires_at=timezone.now() - timedelta(seconds=1))  # enqueued 4 h ago
