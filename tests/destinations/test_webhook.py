@@ -222,3 +222,26 @@ def test_a_disabled_destination_is_owed_nothing(webhook, sink):
     Destination.objects.update(enabled=False)
     assert deliveries_enqueue(messages=[entry("vip", "u1")]).pending == 0
     assert Delivery.objects.count() == 0
+
+
+def test_a_subject_no_longer_taken_is_filtered_not_sent(webhook, sink, drain):
+    from destinations.services import destination_update
+
+    deliveries_enqueue(messages=[entry("vip", "u1"), entry("churn", "u2")])
+    destination_update(destination_id=webhook.pk, data={"audiences": ["churn"]})
+    drain(webhook)
+    vip, churn = Delivery.objects.order_by("id")
+    assert (vip.status, vip.reason) == ("filtered", "not subscribed: the destination stopped taking it")
+    assert churn.status == "delivered" and [b["userId"] for b in bodies(sink)] == ["u2"]
+
+
+def test_old_finished_deliveries_are_pruned_and_their_counts_kept(webhook, sink, drain):
+    from destinations.services import deliveries_prune
+
+    deliveries_enqueue(messages=[entry("vip", "u1"), entry("vip", "u2")])
+    drain(webhook)
+    deliveries_enqueue(messages=[entry("vip", "u3")])  # pending: never pruned, however old
+    Delivery.objects.update(created_at=timezone.now() - timedelta(days=31))
+    assert deliveries_prune() == 2
+    assert list(Delivery.objects.values_list("status", flat=True)) == ["pending"]
+    assert DeliveryDay.objects.get(destination=webhook, status="delivered").count == 2
