@@ -7,12 +7,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 from celery import shared_task
+from django.core.cache import cache
 from django.utils import timezone
 
 from destinations.delivery import destination_drain, drain_needed, drains_due
 from destinations.fullsync import full_sync_run
 from destinations.models import FullSync
-from destinations.outbox import wake
+from destinations.outbox import wake, wake_mark
 from destinations.services import deliveries_prune
 
 
@@ -22,6 +23,7 @@ def drain(destination_id: int) -> int:
     """Deliver what the destination is owed; returns how many were tried. When it stopped
     for its time budget with rows still due, it asks for another drain (other destinations'
     drains get the worker in between)."""
+    cache.delete(wake_mark(destination_id))  # from now on a new commit asks for another drain
     result = destination_drain(destination_id=destination_id)
     # Rows left due (the budget ran out, or they came while the lease was held): another
     # drain. A paused destination waits for the sweep instead.
@@ -36,7 +38,7 @@ def sweep() -> int:
     """Drain the destinations with due rows that no drain holds (retries come due, wakes lost
     to a broker outage), and restart full syncs whose task was lost."""
     due = drains_due()
-    wake(due)
+    wake(due, force=True)
     stale = timezone.now() - timedelta(minutes=2)
     for sync_id in FullSync.objects.filter(status=FullSync.Status.RUNNING, touched_at__lt=stale).values_list(
         "pk", flat=True

@@ -245,3 +245,25 @@ def test_old_finished_deliveries_are_pruned_and_their_counts_kept(webhook, sink,
     assert deliveries_prune() == 2
     assert list(Delivery.objects.values_list("status", flat=True)) == ["pending"]
     assert DeliveryDay.objects.get(destination=webhook, status="delivered").count == 2
+
+
+def test_a_drain_already_asked_for_or_a_paused_destination_is_not_woken_again(webhook, sink,
+                                                                             django_capture_on_commit_callbacks):  # fmt: skip
+    from django.core.cache import cache
+
+    from destinations.outbox import wake_mark
+    from destinations.tasks import sweep
+
+    cache.set(wake_mark(webhook.pk), 1)  # a drain is queued, not started
+    with django_capture_on_commit_callbacks(execute=True):
+        deliveries_enqueue(messages=[entry("vip", "u1")])
+    assert sink.received == []  # no second task: the queued one will deliver it
+    Destination.objects.update(paused_until=timezone.now() + timedelta(minutes=1))
+    cache.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        deliveries_enqueue(messages=[entry("vip", "u2")])
+    assert sink.received == []  # paused: the sweep wakes it when the pause is over
+    Destination.objects.update(paused_until=None)
+    cache.set(wake_mark(webhook.pk), 1)  # however a lost task left its mark
+    sweep()
+    assert [b["userId"] for b in bodies(sink)] == ["u1", "u2"]
