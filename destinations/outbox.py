@@ -152,8 +152,10 @@ def wake(destination_ids: Iterable[int], *, force: bool = False) -> None:
     ids = list(destination_ids)
     if not force:
         now = timezone.now()
-        ids = list(Destination.objects.filter(pk__in=ids, enabled=True)
-                   .filter(Q(paused_until__isnull=True) | Q(paused_until__lte=now)).values_list("pk", flat=True))  # fmt: skip
+        awake = Destination.objects.filter(pk__in=ids, enabled=True).filter(
+            Q(paused_until__isnull=True) | Q(paused_until__lte=now)
+        )
+        ids = list(awake.values_list("pk", flat=True))
     for destination_id in ids:
         if not force and not cache.add(wake_mark(destination_id), 1, timeout=WAKE_MARK_SECONDS):
             continue

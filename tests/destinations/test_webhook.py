@@ -247,8 +247,9 @@ def test_old_finished_deliveries_are_pruned_and_their_counts_kept(webhook, sink,
     assert DeliveryDay.objects.get(destination=webhook, status="delivered").count == 2
 
 
-def test_a_drain_already_asked_for_or_a_paused_destination_is_not_woken_again(webhook, sink,
-                                                                             django_capture_on_commit_callbacks):  # fmt: skip
+def test_a_drain_asked_for_or_a_paused_destination_is_not_woken_again(
+    webhook, sink, django_capture_on_commit_callbacks
+):
     from django.core.cache import cache
 
     from destinations.outbox import wake_mark
