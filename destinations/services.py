@@ -143,10 +143,7 @@ def destination_test(*, destination_id: int, actor: Any = None) -> Delivery:
         destination=dest, person="test", kind=Delivery.Kind.TEST, message_id=message["messageId"], message=message,
         created_at=now, expires_at=now, next_attempt_at=now + timedelta(days=3650),
     )  # fmt: skip
-    settings_ = dict(dest.settings)
-    if dest.kind == "mailchimp" and not settings_.get("merge_fields"):
-        settings_["merge_fields"] = {"cdp_test": "CDPTEST"}
-    adapter = ADAPTERS[dest.kind](destination_id=dest.pk, settings=settings_, state=dict(dest.state or {}))
+    adapter = ADAPTERS[dest.kind](destination_id=dest.pk, settings=dest.settings, state=dict(dest.state or {}))
     outcome = adapter.send([Item(row.pk, row.kind, "", message)])[row.pk]
     status = {DELIVERED: Delivery.Status.DELIVERED, "filtered": Delivery.Status.FILTERED}.get(
         outcome.status, Delivery.Status.DISCARDED

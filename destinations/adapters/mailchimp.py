@@ -102,7 +102,8 @@ class MailchimpAdapter(Adapter):
         upsert = {"email_address": email, "status_if_new": self.settings.get("status_if_new", "subscribed"),
                   "merge_fields": merge}  # fmt: skip
         if audience is None:
-            return ([("PUT", member, upsert)] if merge else []), "no merge field is mapped for these traits"
+            wanted = merge or item.kind == "test"  # the test message upserts its member as it is
+            return ([("PUT", member, upsert)] if wanted else []), "no merge field is mapped for these traits"
         active = traits.get(audience) is True
         tags = ("POST", f"{member}/tags", {"tags": [{"name": audience, "status": "active" if active else "inactive"}]})
         return ([("PUT", member, upsert), tags] if active else [tags]), ""

@@ -240,3 +240,15 @@ def test_mailchimp_5xx_is_retried(mc, mailchimp, drain):
     assert Delivery.objects.get().status == "pending"
     drain(mc, due_now=True)
     assert Delivery.objects.get().status == "delivered"
+
+
+def test_the_test_message_reaches_each_list_destination(mc, mj, mailchimp, mailjet):
+    from destinations.services import destination_test
+
+    assert destination_test(destination_id=mc.pk).status == "delivered"
+    assert mailchimp.members[hashlib.md5(b"test@example.com").hexdigest()]["status"] == "subscribed"
+    assert destination_test(destination_id=mj.pk).status == "delivered"
+    assert mailjet.contacts["test@example.com"] == {"cdp_test": True}
+    mailjet.secret = "wrong"
+    failed = destination_test(destination_id=mj.pk)
+    assert failed.status == "discarded" and failed.status_code == 401
