@@ -126,8 +126,9 @@ def destination_drain(*, destination_id: int, budget: float = DRAIN_SECONDS) -> 
             sent += len(outcomes)
             delivered += counts[DELIVERED]
             failed += counts[RETRY] + counts[DISCARDED]
-            _lease_take(destination_id, owner, timezone.now())  # renew
-            if counts[RETRY]:
+            # Renew; a lease lost meanwhile (this batch outlasted it, and another drain took
+            # over) ends this one.
+            if counts[RETRY] or not _lease_take(destination_id, owner, timezone.now()):
                 break
     finally:
         _lease_release(destination_id, owner)
