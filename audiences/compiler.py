@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 from audiences.rules import All, Any_, AudienceCondition, EventCondition, Node, Not, Step, TraitCondition
 from profiles.query.dialects import Dialect
-from profiles.query.events import EVENTS, event_match, event_time
+from profiles.query.events import EVENTS, event_match, event_time, events_of
 from profiles.query.filters import _NEGATIVE, Filter, compile_filter
 from profiles.query.sql import Sql, fmt, join, value
 
@@ -59,8 +59,13 @@ class Compiled:
 
 
 class _Builder:
-    def __init__(self, ctx: Context, d: Dialect, now: datetime, ids: Sequence[int] | None) -> None:
+    def __init__(
+        self, ctx: Context, d: Dialect, now: datetime, ids: Sequence[int] | None, events: str = EVENTS
+    ) -> None:
         self.ctx, self.d, self.now, self.ids = ctx, d, now, ids
+        # Where the conditions' events are read (funnel steps look theirs up in the log, by
+        # its profile index): the log, or for a few profiles their events alone.
+        self.events = events if ids is None else (events_of(d, events, ids) or events)
         self.ctes: list[Sql] = []
         self.seen: dict[tuple[str, str], str] = {}
 
@@ -127,15 +132,16 @@ class _Builder:
         where = [Sql("e.profile_id IS NOT NULL"), event_match(node.event, alias="e"), *self.filters(node.where, "e")]
         where += self.window(node)
         r = self.restrict("e.profile_id")
-        if r.text:
+        if r.text and self.events == EVENTS:  # else the row source holds only theirs
             where.append(Sql(r.text[5:], r.params))
         if node.then:  # the chain nests: each step holds the next
             where.append(self.step(node.then[0], "e", "f0", node.then[1:]))
         body = join(where, " AND ")
         if (op, n) in ((">=", 1), (">", 0)):
-            return fmt(f"SELECT DISTINCT e.profile_id AS id FROM {EVENTS} e WHERE {{w}}", w=body)
+            return fmt(f"SELECT DISTINCT e.profile_id AS id FROM {self.events} e WHERE {{w}}", w=body)
         return fmt(
-            f"SELECT e.profile_id AS id FROM {EVENTS} e WHERE {{w}} GROUP BY e.profile_id HAVING count(*) {op} {{n}}",
+            f"SELECT e.profile_id AS id FROM {self.events} e WHERE {{w}} GROUP BY e.profile_id "
+            f"HAVING count(*) {op} {{n}}",
             w=body, n=value(n),
         )  # fmt: skip
 
@@ -178,29 +184,43 @@ class _Builder:
         if self.ids is not None:
             parts.append(self.d.ids_in("p.id", self.ids))
         if not self.ctx.include_anonymous:
+            # A correlated EXISTS, not a set written once: the planner may then hash the
+            # known identities against the profiles (a semi-join) instead of looking each
+            # of up to a million ids up.
             kinds = join([value(k) for k in KNOWN_KINDS], ", ")
-            parts.append(self.set_of(
-                fmt(f"SELECT i.profile_id AS id FROM {IDENTITIES} i WHERE i.kind IN ({{k}}){{r}}",
-                    k=kinds, r=self.restrict("i.profile_id"))
-            ))  # fmt: skip
+            parts.append(fmt(f"EXISTS (SELECT 1 FROM {IDENTITIES} i WHERE i.profile_id = p.id AND i.kind IN ({{k}}))",
+                             k=kinds))  # fmt: skip
         return join(parts, " AND ")
 
 
 def compile_rule(
-    node: Node, ctx: Context, d: Dialect, *, now: datetime, profile_ids: Sequence[int] | None = None
+    node: Node,
+    ctx: Context,
+    d: Dialect,
+    *,
+    now: datetime,
+    profile_ids: Sequence[int] | None = None,
+    events: str = EVENTS,
 ) -> Compiled:
-    """The rule's pieces at `now`, over everyone or only `profile_ids`."""
-    b = _Builder(ctx, d, now, profile_ids)
+    """The rule's pieces at `now`, over everyone or only `profile_ids` (whose events may be
+    read from `events`, a table holding at least theirs)."""
+    b = _Builder(ctx, d, now, profile_ids, events)
     condition = b.node(node)
     base = b.base()
     return Compiled(tuple(b.ctes), condition, base)
 
 
 def members_query(
-    node: Node, ctx: Context, d: Dialect, *, now: datetime, profile_ids: Sequence[int] | None = None
+    node: Node,
+    ctx: Context,
+    d: Dialect,
+    *,
+    now: datetime,
+    profile_ids: Sequence[int] | None = None,
+    events: str = EVENTS,
 ) -> Sql:
     """`SELECT id` of the members at `now` (of `profile_ids` only, if given)."""
-    c = compile_rule(node, ctx, d, now=now, profile_ids=profile_ids)
+    c = compile_rule(node, ctx, d, now=now, profile_ids=profile_ids, events=events)
     return fmt(f"{{w}}SELECT p.id FROM {PROFILES} p WHERE {{b}} AND {{c}}", w=c.with_clause(), b=c.base, c=c.condition)
 
 
@@ -213,6 +233,25 @@ def counts_query(nodes: Sequence[Node], ctx: Context, d: Dialect, *, now: dateti
     sums = join([fmt("sum(CASE WHEN {c} THEN 1 ELSE 0 END)", c=c) for c in conditions], ", ")
     with_clause = Compiled(tuple(b.ctes), Sql(""), base).with_clause()
     return fmt(f"{{w}}SELECT {{s}} FROM {PROFILES} p WHERE {{b}}", w=with_clause, s=sums, b=base)
+
+
+def preview_query(nodes: Sequence[Node], ctx: Context, d: Dialect, *, now: datetime, limit: int = 20) -> Sql:
+    """PostgreSQL: one row, how many profiles each node alone admits, then an array of a
+    sample of the members of the first node (the root), the most recently seen first: one
+    pass over the sets and the profiles for both (`counts_query` and `sample_query` make
+    two)."""
+    b = _Builder(ctx, d, now, None)
+    conditions = [b.node(n) for n in nodes]
+    base = b.base()
+    flags = join([fmt(f"{{c}} AS n{i}", c=c) for i, c in enumerate(conditions)], ", ")
+    counts = join([Sql(f"count(*) FILTER (WHERE n{i})") for i in range(len(conditions))], ", ")
+    ctes = [*b.ctes, fmt(f"judged AS MATERIALIZED (SELECT p.id, p.last_seen_at, {{f}} FROM {PROFILES} p WHERE {{b}})",
+                         f=flags, b=base)]  # fmt: skip
+    return fmt(
+        "{w}SELECT {c}, ARRAY(SELECT id FROM judged WHERE n0 ORDER BY last_seen_at DESC NULLS LAST, id DESC "
+        "LIMIT {n}) FROM judged",
+        w=Compiled(tuple(ctes), Sql(""), base).with_clause(), c=counts, n=value(limit),
+    )  # fmt: skip
 
 
 def sample_query(node: Node, ctx: Context, d: Dialect, *, now: datetime, limit: int = 20) -> Sql:

@@ -19,7 +19,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
-from audiences.compiler import KNOWN_KINDS, Context, counts_query, members_query, sample_query
+from audiences.compiler import KNOWN_KINDS, Context, counts_query, members_query, preview_query, sample_query
 from audiences.models import KEY_PATTERN, Audience, AudienceChange, AudienceMember, AudienceVersion, Membership
 from audiences.outbound import changes_deliver, new_emails_deliver
 from audiences.query_language import QueryParseError, format_query, parse_query
@@ -35,8 +35,10 @@ from audiences.rules import (
 from audit.services import audit_record
 from profiles.models import ComputedTrait, Profile
 from profiles.query.dialects import dialect_named
+from profiles.query.events import EVENTS
 from profiles.query.filters import QueryError
 from profiles.services.bulk import rows_insert
+from profiles.services.events import events_scoped
 from profiles.services.feed import FeedRow
 
 logger = logging.getLogger(__name__)
@@ -376,8 +378,9 @@ def _lock(audience_id: int) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_AUDIENCE_LOCK, audience_id])
 
 
-def _members_now(live: Live, now: datetime, profile_ids: Sequence[int] | None) -> set[int]:
-    query = members_query(live.node, live.ctx, dialect_named(connection.vendor), now=now, profile_ids=profile_ids)
+def _members_now(live: Live, now: datetime, profile_ids: Sequence[int] | None, events: str = EVENTS) -> set[int]:
+    query = members_query(live.node, live.ctx, dialect_named(connection.vendor), now=now, profile_ids=profile_ids,
+                          events=events)  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(query.text, query.params)
         return {row[0] for row in cursor.fetchall()}
@@ -524,9 +527,11 @@ def _follow(key: str, profile_ids: Sequence[int], now: datetime, cause: str) -> 
             work.setdefault(audience.key, set()).update(moved)
 
 
-def _evaluate(live: Live, profile_ids: Sequence[int], now: datetime, cause: Mapping[int, str] | str) -> Applied:
+def _evaluate(
+    live: Live, profile_ids: Sequence[int], now: datetime, cause: Mapping[int, str] | str, events: str = EVENTS
+) -> Applied:
     _lock(live.id)
-    applied = _apply(live.id, _members_now(live, now, profile_ids), profile_ids, now, cause)
+    applied = _apply(live.id, _members_now(live, now, profile_ids, events), profile_ids, now, cause)
     if applied.entered or applied.exited:
         delta = len(applied.entered) - len(applied.exited)
         _resize(live.id, delta)
@@ -638,18 +643,20 @@ def audiences_consume(rows: list[FeedRow]) -> None:
         _transfer(loser, winner, now)
         for a in audiences:
             work[a.key].setdefault(winner, "merge")
-    for a in audiences:
-        if a.key in full:
-            enqueue_compute(audience_id=a.pk, cause="trait recomputed")
-            continue
-        causes = work.get(a.key, {})
-        if not causes:
-            continue
-        applied = _evaluate(_live(a), sorted(causes), now, causes)
-        for pid in {*applied.entered, *applied.exited}:
-            for other in audiences:
-                if a.key in (other.depends_on or {}).get("audiences", []):
-                    work[other.key].setdefault(pid, f"audience {a.key}")
+    touched = sorted({pid for key, causes in work.items() if key not in full for pid in causes})
+    with events_scoped(touched) as events:  # read once for every audience below
+        for a in audiences:
+            if a.key in full:
+                enqueue_compute(audience_id=a.pk, cause="trait recomputed")
+                continue
+            causes = work.get(a.key, {})
+            if not causes:
+                continue
+            applied = _evaluate(_live(a), sorted(causes), now, causes, events)
+            for pid in {*applied.entered, *applied.exited}:
+                for other in audiences:
+                    if a.key in (other.depends_on or {}).get("audiences", []):
+                        work[other.key].setdefault(pid, f"audience {a.key}")
 
 
 def _leave(profile_ids: Sequence[int], now: datetime, cause: str) -> None:
@@ -715,13 +722,19 @@ def audience_preview(*, data: Mapping[str, Any], now: datetime | None = None) ->
             with connection.cursor() as cursor:
                 cursor.execute(f"SET LOCAL statement_timeout = {PREVIEW_STATEMENT_TIMEOUT_MS}")
                 cursor.execute("SET LOCAL work_mem = '64MB'")
-        counts = counts_query([n for _, n in nodes], ctx, d, now=now)
-        sample = sample_query(parsed.node, ctx, d, now=now)
         with connection.cursor() as cursor:
-            cursor.execute(counts.text, counts.params)
-            sizes = [int(v or 0) for v in cursor.fetchone() or ()]
-            cursor.execute(sample.text, sample.params)
-            ids = [row[0] for row in cursor.fetchall()]
+            if d.name == "postgresql":
+                one = preview_query([n for _, n in nodes], ctx, d, now=now)
+                cursor.execute(one.text, one.params)
+                row = cursor.fetchone()
+                sizes, ids = [int(v or 0) for v in row[:-1]], list(row[-1] or [])
+            else:
+                counts = counts_query([n for _, n in nodes], ctx, d, now=now)
+                sample = sample_query(parsed.node, ctx, d, now=now)
+                cursor.execute(counts.text, counts.params)
+                sizes = [int(v or 0) for v in cursor.fetchone() or ()]
+                cursor.execute(sample.text, sample.params)
+                ids = [row[0] for row in cursor.fetchall()]
     keys = dict(Profile.objects.filter(pk__in=ids).values_list("pk", "key"))
     return Preview(sizes[0] if sizes else 0, [keys[i] for i in ids if i in keys],
                    [(path, size) for (path, _), size in zip(nodes, sizes, strict=True)])  # fmt: skip

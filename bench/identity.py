@@ -123,6 +123,11 @@ PROFILE_TABLES = (
     "profiles_event", "profiles_eventbatch", "profiles_profile", "profiles_identity", "profiles_identitylink",
     "profiles_merge", "profiles_demotion", "profiles_identityaudit", "ingest_ingestcounter",
 )  # fmt: skip
+# With --computed-traits or --audiences, what they wrote for the warm-up's profiles goes too
+# (values cascade from profiles; these hold plain profile ids). The change feed stays: its
+# consumers' cursors point into it.
+LIVE_TABLES = ("profiles_computedtraitchange", "audiences_audiencemember", "audiences_membership",
+               "audiences_audiencechange")  # fmt: skip
 
 
 def say(message: str) -> None:
@@ -668,6 +673,18 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--warmup-people", type=int, default=300, help="people posted (then deleted) before timing")
     load.add_argument("--max-seconds", type=float, default=1200, help="stop posting after this long")
     load.add_argument(
+        "--computed-traits",
+        action="store_true",
+        help="make 11 computed traits live first (bench/live.py: every type, two windowed, a score)",
+    )
+    load.add_argument(
+        "--audiences",
+        type=int,
+        default=0,
+        metavar="N",
+        help="make N real-time audiences live first (bench/live.py: the seed six and variations)",
+    )
+    load.add_argument(
         "--drain-timeout", type=float, default=900, help="after the load, wait this long for the pipeline"
     )
     server = parser.add_argument_group("server")
@@ -698,13 +715,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def truncate_profiles(db: psycopg.Connection[Any]) -> None:
-    db.execute(f"TRUNCATE {', '.join(PROFILE_TABLES)} RESTART IDENTITY CASCADE")
+def truncate_profiles(db: psycopg.Connection[Any], *, live: bool = False) -> None:
+    tables = PROFILE_TABLES + (LIVE_TABLES if live else ())
+    db.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
     db.commit()
     with contextlib.suppress(psycopg.Error):
         db.execute("CHECKPOINT")
         db.commit()
     db.rollback()
+
+
+def feed_behind(db: psycopg.Connection[Any]) -> int:
+    """Changes of the feed that some consumer has still to read."""
+    return int(_scalar(db, "SELECT count(*) FROM profiles_profilechange c WHERE c.id > "
+                           "(SELECT coalesce(min(position), 0) FROM profiles_feedconsumer)"))  # fmt: skip
+
+
+def wait_feed(db: psycopg.Connection[Any], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if feed_behind(db) == 0:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def _scalar(db: psycopg.Connection[Any], sql: str, params: Sequence[Any] = ()) -> Any:
@@ -894,6 +927,12 @@ def run(args: argparse.Namespace) -> int:
         recreate_database(args.database_url, args.allow_drop)
         _manage(env, "migrate", "--noinput")
         write_key = _manage(env, "create_source", "identity-bench").strip().splitlines()[-1].strip()
+        live = {(False, False): "", (True, False): "identity_traits", (False, True): "identity_audiences",
+                (True, True): "identity_both"}[(args.computed_traits, args.audiences > 0)]  # fmt: skip
+        if live:
+            _manage(env, "shell", "-c", f"from bench.live import create; create({live!r}, {args.audiences})")
+            say(f"live: {live.replace('identity_', '')} ({args.audiences} audiences)" if args.audiences
+                else "live: 11 computed traits")  # fmt: skip
         auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
         db = psycopg.connect(args.database_url)
         pg_settings = server_settings(db)
@@ -934,7 +973,9 @@ def run(args: argparse.Namespace) -> int:
             raise SetupError("warm-up failed:\n  " + "\n  ".join(warm_load.failures[:5]) + "\n" + gunicorn.tail())
         if not wait_pending(db, len(warm.truth), timeout=180):
             raise SetupError("the Celery worker did not process the warm-up:\n" + workers[0].tail())
-        truncate_profiles(db)
+        if live and not wait_feed(db, timeout=180):
+            raise SetupError("the change feed's consumers did not catch up with the warm-up:\n" + workers[0].tail())
+        truncate_profiles(db, live=bool(live))
 
         say(f"posting {total:,} events in {len(work.bodies):,} requests from {args.concurrency} threads; "
             "polling until every event is resolved")  # fmt: skip
@@ -990,6 +1031,11 @@ def run(args: argparse.Namespace) -> int:
                 sample_advisory(poll, advisory)
                 backend_cpu.sample(poll)
             time.sleep(0.1 if near_end else 0.5)
+        # The layers above (computed traits, audiences) read the change feed after resolution:
+        # the whole way ends when every consumer has caught up too.
+        caught_up: float | None = None
+        if end_to_end is not None and wait_feed(poll, timeout=args.drain_timeout):
+            caught_up = time.perf_counter() - start
         backend_cpu.sample(poll)
         cpu = meter.stop()
         pg_cpu = backend_cpu.total()
@@ -1052,6 +1098,9 @@ def run(args: argparse.Namespace) -> int:
             "requests_over_1s": sum(1 for x in lat if x > 1.0),
             "end_to_end_seconds": round(end_to_end, 2) if end_to_end else None,
             "end_to_end_events_per_s": round(e2e_eps),
+            "feed_caught_up_seconds": _r(caught_up),
+            "with_consumers_events_per_s": round(total / caught_up) if caught_up else None,
+            "live": live or None,
             "drain_seconds": _r(drain_seconds), "drained_events": left_at_load_end,
             "drain_events_per_s": round(left_at_load_end / drain_seconds) if drain_seconds else None,
             "union_find_seconds": round(uf_seconds, 3), "union_find_events_per_s": round(uf_eps),
@@ -1145,6 +1194,8 @@ def print_report(r: dict[str, Any]) -> None:
         ("HTTP -> pipeline -> profile (end to end)", _fmt(r["end_to_end_events_per_s"]),
          f"{r['end_to_end_seconds']:.2f}" if r["end_to_end_seconds"] else "n/a",
          f"{o['precision']:.6f}", f"{o['recall']:.6f}", _fmt(o["profiles"])),
+        ("... and the change feed's consumers caught up", _fmt(r["with_consumers_events_per_s"] or 0),
+         f"{r['feed_caught_up_seconds']:.2f}" if r["feed_caught_up_seconds"] else "n/a", "", "", ""),
         ("union-find in memory (reference)", _fmt(r["union_find_events_per_s"]), f"{r['union_find_seconds']:.3f}",
          f"{u['precision']:.6f}", f"{u['recall']:.6f}", _fmt(u["profiles"])),
         ("ratio ours / union-find", f"{r['ratio']:.5f}" if r["ratio"] is not None else "n/a", "", "", "", ""),

@@ -18,8 +18,8 @@ from profiles.computed.selectors import trait_distribution
 from profiles.computed.services import (
     computed_trait_create,
     computed_trait_delete,
+    computed_trait_recompute,
     computed_trait_update,
-    enqueue_compute,
 )
 from profiles.models import ComputedTrait
 from profiles.query.filters import QueryError
@@ -197,7 +197,7 @@ class ComputeView(ApiView):
         trait = _trait(key)
         if not trait.enabled:
             raise exceptions.ValidationError(f"{key}: the trait is disabled; enable it first.")
-        enqueue_compute(trait_id=trait.pk)
+        computed_trait_recompute(trait_id=trait.pk, actor=request.auth, reason="recomputed through the API")
         return Response({"key": key, "status": "queued"}, status=202)
 
 

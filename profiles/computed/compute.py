@@ -51,13 +51,20 @@ def _scope(profile_ids: Sequence[int] | None) -> Sql:
 
 
 def values_diff_apply(
-    *, trait_id: int, defn: TraitDefinition, now: datetime, profile_ids: Sequence[int] | None, keep_rows: bool
+    *,
+    trait_id: int,
+    defn: TraitDefinition,
+    now: datetime,
+    profile_ids: Sequence[int] | None,
+    keep_rows: bool,
+    events: str = _EVENTS,
 ) -> Diff:
-    """Compute the trait for `profile_ids` (None: everyone), write what changed (values,
-    history, and what destinations that take the trait are owed), and return it. Runs in
-    the caller's transaction."""
+    """Compute the trait for `profile_ids` (None: everyone) from `events` (the log, or a
+    `scoped_events` copy holding theirs), write what changed (values, history, and what
+    destinations that take the trait are owed), and return it. Runs in the caller's
+    transaction."""
     d = dialect_named(connection.vendor)
-    compiled = compile_trait(defn, d, now=now, profile_ids=profile_ids, table=_EVENTS)
+    compiled = compile_trait(defn, d, now=now, profile_ids=profile_ids, table=events)
     # A destination that takes the trait is owed each change, in this transaction.
     owed = bool(subscribed("trait", [defn.key]))
     if d.name == "postgresql":

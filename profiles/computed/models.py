@@ -54,7 +54,12 @@ class ComputedTrait(models.Model):
 class ComputedTraitValue(models.Model):
     """A profile's current value of a computed trait (no row: no value)."""
 
-    trait = models.ForeignKey(ComputedTrait, on_delete=models.CASCADE, related_name="values", db_index=False)
+    # No database constraints here either: a full computation writes up to a value per
+    # profile, and a checked foreign key costs a trigger per row (a third of the write).
+    # Django deletes (and nulls) these with their trait.
+    trait = models.ForeignKey(
+        ComputedTrait, on_delete=models.CASCADE, related_name="values", db_index=False, db_constraint=False
+    )
     # No database constraint, as for events: a profile deleted meanwhile leaves nothing to
     # check, and Django deletes these with it.
     profile = models.ForeignKey(
@@ -76,7 +81,7 @@ class ComputedTraitChange(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     profile_id = models.BigIntegerField()
-    trait = models.ForeignKey(ComputedTrait, null=True, on_delete=models.SET_NULL, db_index=False)
+    trait = models.ForeignKey(ComputedTrait, null=True, on_delete=models.SET_NULL, db_index=False, db_constraint=False)
     key = models.CharField(max_length=64)
     old = models.JSONField(null=True)
     new = models.JSONField(null=True)

@@ -38,7 +38,9 @@ from profiles.computed.definitions import FIELDS, TraitDefinition, definition_js
 from profiles.computed.models import ComputedTrait, ComputedTraitChange, ComputedTraitValue, EventName
 from profiles.models import Profile
 from profiles.query.dialects import dialect_named
+from profiles.query.events import EVENTS
 from profiles.query.filters import QueryError
+from profiles.services.events import events_scoped
 from profiles.services.feed import Change, Changes, FeedRow, feed_write
 
 logger = logging.getLogger(__name__)
@@ -104,6 +106,7 @@ def computed_trait_create(*, data: Mapping[str, Any], actor: Any = None, reason:
             trait = ComputedTrait.objects.create(
                 key=key, name=name, description=str(data.get("description") or ""), type=defn.type, spec=spec,
                 schedule_hours=_schedule(data, 1), enabled=bool(data.get("enabled", True)),
+                status=ComputedTrait.Status.COMPUTING if data.get("enabled", True) else ComputedTrait.Status.DISABLED,
                 created_by=actor if hasattr(actor, "get_username") and actor.pk else None,
             )  # fmt: skip
         except IntegrityError:
@@ -111,7 +114,8 @@ def computed_trait_create(*, data: Mapping[str, Any], actor: Any = None, reason:
         if getattr(actor, "pk", None):
             audit_record(actor=actor, action="add", target=trait, reason=reason or "created",
                          changes={"definition": [None, {"type": defn.type, **spec}]})  # fmt: skip
-        transaction.on_commit(lambda: enqueue_compute(trait_id=trait.pk))
+        if trait.enabled:
+            transaction.on_commit(lambda: enqueue_compute(trait_id=trait.pk))
     return trait
 
 
@@ -254,11 +258,14 @@ def _window_candidates(trait: ComputedTrait, defn: TraitDefinition, now: datetim
         return sorted(row[0] for row in cursor.fetchall())
 
 
-def _scoped(trait_id: int, defn: TraitDefinition, now: datetime, profile_ids: Sequence[int]) -> Diff:
+def _scoped(
+    trait_id: int, defn: TraitDefinition, now: datetime, profile_ids: Sequence[int], events: str = EVENTS
+) -> Diff:
     rows: list[tuple[int, Any, Any]] = []
     for start in range(0, len(profile_ids), SCOPE_CHUNK):
         chunk = profile_ids[start : start + SCOPE_CHUNK]
-        rows += values_diff_apply(trait_id=trait_id, defn=defn, now=now, profile_ids=chunk, keep_rows=True).rows
+        rows += values_diff_apply(trait_id=trait_id, defn=defn, now=now, profile_ids=chunk, keep_rows=True,
+                                  events=events).rows  # fmt: skip
     return Diff(len(rows), rows)
 
 
@@ -341,10 +348,11 @@ def computed_traits_consume(rows: list[FeedRow]) -> None:
     if gone:
         ComputedTraitValue.objects.filter(profile_id__in=sorted(gone)).delete()
     changes = Changes("computed_traits")
-    for t, defn in traits:
-        if ids := affected[t.pk]:
-            for pid, _, _ in _scoped(t.pk, defn, now, sorted(ids)).rows:
-                changes.of(pid).computed.add(defn.key)
+    with events_scoped(sorted(set().union(*affected.values()))) as events:
+        for t, defn in traits:
+            if ids := affected[t.pk]:
+                for pid, _, _ in _scoped(t.pk, defn, now, sorted(ids), events).rows:
+                    changes.of(pid).computed.add(defn.key)
     _count_names(names, seen_at)
     feed_write(changes.values(), at=now)
 

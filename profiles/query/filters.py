@@ -158,6 +158,10 @@ def _equals(d: Dialect, s: Subject, v: Scalar) -> Sql:
         return fmt("{f} = {v}", f=s.flag, v=d_bool(d, v))
     if isinstance(v, int | float):
         return fmt("{n} = {v}", n=s.num, v=d_number(d, v))
+    if d.name == "postgresql":
+        # The same test (a string, and equal), as one jsonb comparison: no type test and no
+        # second extraction of the value.
+        return fmt("{j} = to_jsonb({v}::text)", j=s.json, v=value(v))
     return fmt("{t} = {v}", t=s.text, v=value(v))
 
 

@@ -55,7 +55,18 @@ def test_create_read_change_compute_and_delete(shop, api, get):
     assert api("get", f"{URL}/spend").status_code == 404
     assert get(f"{BASE}/user_id:u3/traits", **{"class": "computed_trait"}).json()["traits"] == {}
     actions = list(AuditEntry.objects.order_by("id").values_list("action", "actor_name"))
-    assert [a for a, _ in actions] == ["add", "change", "delete"] and "tests that write" in actions[0][1]
+    assert [a for a, _ in actions] == ["add", "change", "recompute", "delete"] and "tests that write" in actions[0][1]
+
+
+def test_a_trait_created_disabled_says_so_and_computes_when_enabled(shop, api):
+    body = {"key": "spend", "type": "sum", "event": "Order Completed", "property": "revenue", "enabled": False}
+    assert api("post", URL, body).json()["status"] == "disabled"
+    assert api("get", f"{URL}/spend").json()["status"] == "disabled"
+    assert api("post", f"{URL}/spend/compute").status_code == 400
+    enabled = api("patch", f"{URL}/spend", {"enabled": True})
+    assert enabled.status_code == 200
+    trait = api("get", f"{URL}/spend").json()
+    assert trait["status"] == "live" and trait["profiles_with_value"] == 5
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from django.db import connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audiences.compiler import Context, members_query
+from audiences.compiler import Context, counts_query, members_query, preview_query
 from audiences.rules import (
     All,
     Any_,
@@ -22,6 +22,7 @@ from audiences.rules import (
     Not,
     TraitCondition,
     parse_rule,
+    rule_nodes,
 )
 from profiles.models import Event, Identity, Profile
 from profiles.query.dialects import POSTGRES, SQLITE, dialect_named
@@ -40,8 +41,10 @@ def test_each_condition_is_one_set_written_once():
         {"audience": "vip", "member": False},
     ]})  # fmt: skip
     q = members_query(rule, CTX, POSTGRES, now=NOW)
-    # the event set, the computed trait's, the audience's and who is known: four sets
-    assert q.text.count(" AS MATERIALIZED (") == 4
+    # the event set, the computed trait's and the audience's: three sets; who is known is a
+    # correlated EXISTS the planner can turn into a semi-join
+    assert q.text.count(" AS MATERIALIZED (") == 3
+    assert "EXISTS (SELECT 1 FROM profiles_identity i WHERE i.profile_id = p.id AND i.kind IN" in q.text
     assert "profiles_computedtraitvalue v WHERE v.trait_id = %s" in q.text and 7 in q.params
     assert "p.traits #> %s" in q.text  # a custom trait is read off the profile row
     assert "NOT (p.id IN (SELECT id FROM c" in q.text
@@ -69,8 +72,12 @@ def test_funnels_nest_and_a_young_parent_waits():
 def test_only_given_profiles_are_evaluated():
     rule = parse_rule({"event": "Signed Up"})
     q = members_query(rule, CTX, POSTGRES, now=NOW, profile_ids=[5, 9])
-    assert q.text.count("= ANY(%s::bigint[])") == 3  # events, identities, profiles
-    assert [5, 9] in q.params
+    # Their events alone, fenced so the planner reads them by the profile index, and the
+    # profiles themselves (identities: per profile, by index).
+    assert "FROM (SELECT * FROM profiles_event WHERE profile_id = ANY(ARRAY[5,9]::bigint[]) OFFSET 0) e" in q.text
+    assert q.text.count("= ANY(%s::bigint[])") == 1 and [5, 9] in q.params
+    q = members_query(rule, CTX, SQLITE, now=NOW, profile_ids=[5, 9])
+    assert q.text.count("IN (SELECT value FROM json_each(%s))") == 2  # events, profiles
 
 
 # --- Against a plain-Python evaluator ------------------------------------------------------
@@ -205,6 +212,20 @@ def test_compiled_members_equal_the_python_evaluators(trees, people):
                 expected = {pid for pid, p in by_id.items()
                             if (include_anonymous or p["known"]) and evaluate(node, p)}  # fmt: skip
                 assert got == expected, (tree, include_anonymous)
+                # The preview: each node alone, counted over who can be a member, and a sample
+                # of the members, from the same pass.
+                nodes = [n for _, n in rule_nodes(node, "$")]
+                can = [p for p in by_id.values() if include_anonymous or p["known"]]
+                counts = [sum(evaluate(n, p) for p in can) for n in nodes]
+                query = (preview_query if d.name == "postgresql" else counts_query)(nodes, c, d, now=NOW)
+                with connection.cursor() as cursor:
+                    cursor.execute(query.text, query.params)
+                    row = cursor.fetchone()
+                if d.name == "postgresql":
+                    assert [int(v) for v in row[:-1]] == counts, (tree, include_anonymous)
+                    assert set(row[-1]) <= expected and len(row[-1]) == min(20, len(expected))
+                else:
+                    assert [int(v or 0) for v in row] == counts, (tree, include_anonymous)
     finally:
         Event.objects.all().delete()
         AudienceMember.objects.all().delete()

@@ -89,6 +89,9 @@ def shop(send):
         ({"type": "most_frequent", "event": "Order Completed", "property": "plan"}, {"ana": "pro"}),
         ({"type": "most_frequent", "event": "Order Completed", "property": "category", "min_frequency": 1},
          {"ana": "shoes", "bo": "bags"}),
+        # Ties go to the alphabetically first text; a number stays a number ("30" is text).
+        ({"type": "most_frequent", "event": "Order Completed", "property": "revenue", "min_frequency": 1},
+         {"ana": 10, "bo": -3}),
         ({"type": "first", "event": "Order Completed", "property": "plan"}, {"ana": "pro", "bo": "team"}),
         ({"type": "last", "event": "Order Completed", "property": "plan"}, {"ana": "basic", "bo": "team"}),
         ({"type": "unique_list", "event": "Order Completed", "property": "category"},
