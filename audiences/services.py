@@ -21,6 +21,7 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from audiences.compiler import KNOWN_KINDS, Context, counts_query, members_query, preview_query, sample_query
 from audiences.models import KEY_PATTERN, Audience, AudienceChange, AudienceMember, AudienceVersion, Membership
+from audiences.outbound import changes_deliver, new_emails_deliver
 from audiences.query_language import QueryParseError, format_query, parse_query
 from audiences.rules import (
     AudienceCondition,
@@ -366,6 +367,11 @@ def ordered(audiences: Sequence[Audience]) -> list[Audience]:
     return out
 
 
+def audience_lock(audience_id: int) -> None:
+    """The audience's lock, to the end of the transaction: its members do not change meanwhile."""
+    _lock(audience_id)
+
+
 def _lock(audience_id: int) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
@@ -420,6 +426,7 @@ def _apply(
                     columns=[("profile_id", "bigint"), ("entered", "boolean"), ("cause", "text")],
                     constants=[("audience_id", "bigint", audience_id), ("at", "timestamptz", now)],
                     rows=changes)  # fmt: skip
+        changes_deliver(audience_id=audience_id, entered=entered, exited=exited, at=now)
     return Applied(entered, exited)
 
 
@@ -584,6 +591,7 @@ def audiences_consume(rows: list[FeedRow]) -> None:
     profiles merged away to their winner, and close those of deleted profiles.
     Idempotent: a change seen twice evaluates to the same members."""
     now = timezone.now()
+    new_emails_deliver(rows)  # before the evaluation: an exit it causes comes after
     # Those being computed too: the full run holds the audience's lock, so an evaluation
     # here waits for it, then corrects what changed meanwhile.
     audiences = ordered(list(Audience.objects.filter(enabled=True).exclude(status=Audience.Status.FAILED)))

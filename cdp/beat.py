@@ -45,4 +45,16 @@ SCHEDULE = {
         "task": "ingest.trim_debugger",
         "schedule": timedelta(minutes=10),
     },
+    # Destinations with deliveries due and no drain running: retries whose backoff has passed
+    # (the first comes within seconds), and wakes lost to a broker outage; full syncs whose
+    # task was lost. One indexed look-up per destination.
+    "destinations-sweep": {
+        "task": "destinations.sweep",
+        "schedule": timedelta(seconds=5),
+    },
+    # Finished deliveries past CDP_DESTINATION_KEEP_DAYS (30) are deleted; counts per day stay.
+    "destinations-prune": {
+        "task": "destinations.prune",
+        "schedule": timedelta(hours=24),
+    },
 }

@@ -14,6 +14,7 @@ from django.utils import timezone
 from audiences.charts import sparkline_svg
 from audiences.models import Audience
 from audiences.selectors import audiences_days
+from destinations.selectors import destinations_failing
 from ingest.selectors import Today, ingest_today, sources_failing
 from profiles.counting import queryset_count_estimate
 from profiles.models import ComputedTrait, Profile
@@ -69,8 +70,7 @@ def overview(*, now: datetime | None = None) -> Overview:
 
 def problems(*, now: datetime, backlog: Backlog, lag: timedelta | None, feed: list[ConsumerLag]) -> list[Problem]:
     """What needs attention: failing sources, a pipeline or feed behind, failed computations
-    (audiences, computed traits, SQL traits' runs) and, once destinations exist, failing
-    destinations."""
+    (audiences, computed traits, SQL traits' runs) and failing destinations."""
     out = [
         Problem("source", p.source.name, p.problem, reverse("admin:ingest_source_debugger", args=[p.source.pk]))
         for p in sources_failing(now=now)
@@ -95,13 +95,18 @@ def problems(*, now: datetime, backlog: Backlog, lag: timedelta | None, feed: li
     for q in SqlTrait.objects.filter(enabled=True, last_status=SqlTraitRun.Status.FAILED).order_by("key"):
         out.append(Problem("SQL trait", q.name, q.last_error or "the last run failed",
                            admin_url("admin:sqltraits_sqltrait_change", q.pk)))  # fmt: skip
-    out += failing_destinations()
+    out += failing_destinations(now=now)
     return out
 
 
-def failing_destinations() -> list[Problem]:
-    """Hook for the destinations issue: the destinations whose deliveries fail. None exist yet."""
-    return []
+def failing_destinations(*, now: datetime | None = None) -> list[Problem]:
+    """The destinations whose deliveries fail (dead rows in the last day, or retrying since
+    their last success), each with its last error and a link to its delivery log."""
+    return [
+        Problem("destination", h.destination.name, h.destination.last_error or f"{h.dead:,} dead deliveries",
+                admin_url("admin:destinations_destination_deliveries", h.destination.pk))
+        for h in destinations_failing(now=now)
+    ]  # fmt: skip
 
 
 def admin_url(name: str, *args: object) -> str:

@@ -242,6 +242,13 @@ CDP_BATCH_MAX_ATTEMPTS = int(os.environ.get("CDP_BATCH_MAX_ATTEMPTS", "5"))
 # profile page's history), then pruned daily.
 CDP_TRAIT_CHANGES_KEEP_DAYS = int(os.environ.get("CDP_TRAIT_CHANGES_KEEP_DAYS", "30"))
 
+# --- Destinations (destinations/) --------------------------------------------------------
+# A delivery that keeps failing with 429, 5xx or network errors is retried this long (Segment:
+# 4 hours), then dead: shown with its request and response, and replayable.
+CDP_DESTINATION_RETRY_HOURS = env_float("CDP_DESTINATION_RETRY_HOURS", 4.0)
+# Finished deliveries are kept this long, then pruned daily (their counts per day stay).
+CDP_DESTINATION_KEEP_DAYS = int(os.environ.get("CDP_DESTINATION_KEEP_DAYS", "30"))
+
 # --- SQL traits (sqltraits/warehouse.py) ---------------------------------------------------
 # The database SQL traits' queries read: a postgres:// or sqlite:/// URL; empty, the CDP's own.
 # Give it a role that may only read: the query also runs in a read-only transaction.

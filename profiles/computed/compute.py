@@ -22,10 +22,12 @@ import orjson
 import psycopg
 from django.db import OperationalError, connection, transaction
 
+from destinations.outbox import subscribed
 from profiles.computed.compiler import compile_trait
 from profiles.computed.definitions import TraitDefinition
 from profiles.computed.models import ComputedTraitChange, ComputedTraitValue
 from profiles.models import Event
+from profiles.outbound import trait_deliveries
 from profiles.query.dialects import dialect_named
 from profiles.query.sql import Sql, fmt, value
 
@@ -58,13 +60,20 @@ def values_diff_apply(
     events: str = _EVENTS,
 ) -> Diff:
     """Compute the trait for `profile_ids` (None: everyone) from `events` (the log, or a
-    `scoped_events` copy holding theirs), write what changed (values, history), and return
-    it. Runs in the caller's transaction."""
+    `scoped_events` copy holding theirs), write what changed (values, history, and what
+    destinations that take the trait are owed), and return it. Runs in the caller's
+    transaction."""
     d = dialect_named(connection.vendor)
     compiled = compile_trait(defn, d, now=now, profile_ids=profile_ids, table=events)
+    # A destination that takes the trait is owed each change, in this transaction.
+    owed = bool(subscribed("trait", [defn.key]))
     if d.name == "postgresql":
-        return _apply_postgres(trait_id, defn.key, compiled.sql, now, profile_ids, keep_rows)
-    return _apply_python(trait_id, defn.key, compiled.sql, now, profile_ids, sort_lists=compiled.sort_lists)
+        diff = _apply_postgres(trait_id, defn.key, compiled.sql, now, profile_ids, keep_rows or owed)
+    else:
+        diff = _apply_python(trait_id, defn.key, compiled.sql, now, profile_ids, sort_lists=compiled.sort_lists)
+    if owed:
+        trait_deliveries(trait_id=trait_id, key=defn.key, rows=diff.rows, at=now)
+    return diff
 
 
 def _apply_postgres(

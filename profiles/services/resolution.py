@@ -36,6 +36,7 @@ from profiles.identity.extract import event_message
 from profiles.identity.planner import GraphView, Message, Plan, ProfileView, plan
 from profiles.identity.rules import IdentityRules, IdKey
 from profiles.models import Demotion, EventBatch, Identity, IdentityLink, Merge, Profile, new_profile_key
+from profiles.outbound import event_deliveries
 from profiles.services.bulk import resolution_settings, rows_insert, rows_matching, rows_update
 from profiles.services.events import (
     LogRow,
@@ -511,6 +512,7 @@ def _resolve_chunk(
         written = events_write(rows=[(*r, assignments.get(r[0])) for r in rows], processed_at=processed_at)
         if written != len(rows):
             raise DuplicateInFlight(f"{len(rows) - written} of these messages are in the log already")
+        event_deliveries(rows=rows, assignments=assignments)  # webhooks that take a source's events
         EventBatch.objects.filter(id__in=[batch_id for batch_id, _ in claimed]).delete()
         feed_write(changes.values(), at=processed_at)  # last: it holds the feed lock until the commit
         result.processed += sum(len(messages) for _, messages in claimed)
