@@ -60,7 +60,7 @@ def values_diff_apply(
     events: str = _EVENTS,
 ) -> Diff:
     """Compute the trait for `profile_ids` (None: everyone) from `events` (the log, or a
-    `scoped_events` copy holding theirs), write what changed (values, history, and what
+    `events_scoped` copy holding theirs), write what changed (values, history, and what
     destinations that take the trait are owed), and return it. Runs in the caller's
     transaction."""
     d = dialect_named(connection.vendor)
