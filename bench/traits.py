@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
 def prepare(args: argparse.Namespace, env: dict[str, str]) -> None:
     size = population.Size(args.profiles, args.events)
     if args.reuse and population.existing(args.database_url, size):
-        say("reusing the population already there")
+        say("reusing the population already there (migrated to this code)")
+        _manage(env, "migrate", "--noinput")
     else:
         say(f"generating {args.profiles:,} profiles and {args.events:,} events (not timed)")
         recreate_database(args.database_url, allow_drop=False)

@@ -239,13 +239,10 @@ Handler = Callable[[list[FeedRow]], None]
 def feed_consume(*, consumer: str, handle: Handler, batch: int = FEED_BATCH) -> int:
     """Feed the changes after `consumer`'s cursor to `handle`, `batch` at a time, until
     none is left (or the time budget is spent: then a successor is woken). Each batch is
-    one transaction: the cursor row is locked (a second task waits, then finds the rows
-    passed), `handle` runs, the cursor moves. `handle` writes in that transaction, so its
+    one transaction: the cursor row is locked (a second task finds it locked and leaves the
+    work to the first), `handle` runs, the cursor moves. `handle` writes in that transaction, so its
     effects and the cursor commit together. Returns how many changes it handled."""
-    try:
-        cache.delete(_wake_key(consumer))  # a commit from now on wakes a successor
-    except _CACHE_ERRORS:  # the guard is only an optimisation
-        logger.warning("Feed wake guard not cleared.", exc_info=True)
+    _wake_guard_clear(consumer)  # a commit from now on wakes a successor
     started, total = time.monotonic(), 0
     while True:
         with transaction.atomic():
@@ -253,7 +250,19 @@ def feed_consume(*, consumer: str, handle: Handler, batch: int = FEED_BATCH) -> 
                 # Durable input (the feed), derived output: a lost commit is a cursor not moved.
                 with connection.cursor() as cursor:
                     cursor.execute("SET LOCAL synchronous_commit = off")
-            position = FeedConsumer.objects.select_for_update().filter(name=consumer).values_list("position").first()
+            # Another task holding the cursor reads on until the feed is empty: leave it to
+            # that one rather than wait for its lock. A waiting task holds a worker process
+            # for nothing, and with a wake per commit both processes of a worker ended up
+            # waiting on one consumer while the pipeline's batches queued behind them.
+            position = (
+                FeedConsumer.objects.select_for_update(skip_locked=True)
+                .filter(name=consumer)
+                .values_list("position")
+                .first()
+            )
+            if position is None and FeedConsumer.objects.filter(name=consumer).exists():
+                _wake_guard_clear(consumer)  # so that the next commit wakes a successor
+                return total
             if position is None and consumer in _REGISTRY:
                 _ensure_registered()
                 position = (
@@ -271,6 +280,13 @@ def feed_consume(*, consumer: str, handle: Handler, batch: int = FEED_BATCH) -> 
         if time.monotonic() - started > CONSUME_BUDGET_SECONDS:
             transaction.on_commit(lambda: feed_wake([consumer]))
             return total
+
+
+def _wake_guard_clear(consumer: str) -> None:
+    try:
+        cache.delete(_wake_key(consumer))
+    except _CACHE_ERRORS:  # the guard is only an optimisation
+        logger.warning("Feed wake guard not cleared.", exc_info=True)
 
 
 def feed_prune() -> int:

@@ -197,3 +197,26 @@ def test_consumers_are_known_from_code_even_if_their_cursor_rows_went(send, djan
     send(page("v1", t="2026-11-01T10:00:00Z"))
     assert ComputedTraitValue.objects.get(trait__key="views").value == 1
     assert set(FeedConsumer.objects.values_list("name", flat=True)) >= {"computed_traits", "audiences"}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_second_task_leaves_the_work_to_the_one_holding_the_cursor(send):
+    """With a wake per commit, a second task of a consumer starts while the first reads on: it
+    must not hold a worker process waiting for the cursor (the pipeline's batches queued
+    behind two such tasks), and the first still reads every change."""
+    FeedConsumer.objects.create(name="test", task="tests.feed_noop")
+    try:
+        send(page("v1", t="2026-11-01T10:00:00Z"))
+        holder = connect_other()
+        holder.execute("SELECT 1 FROM profiles_feedconsumer WHERE name = 'test' FOR UPDATE")
+        started = time.monotonic()
+        assert feed_consume(consumer="test", handle=lambda rows: None) == 0
+        assert time.monotonic() - started < 1.0  # it did not wait for the lock
+        holder.rollback()
+        holder.close()
+        seen: list[FeedRow] = []
+        assert feed_consume(consumer="test", handle=seen.extend) == 1 and seen[0].profile_id
+    finally:
+        ProfileChange.objects.all().delete()
+        FeedConsumer.objects.filter(name="test").delete()
