@@ -143,6 +143,13 @@ def prepare(args: argparse.Namespace, env: dict[str, str]) -> None:
     # of bench/audiences.py live beside them.
     _manage(env, "shell", "-c", "from audiences.models import Audience; from profiles.computed.models import "
             "ComputedTrait; Audience.objects.all().delete(); ComputedTrait.objects.all().delete()")  # fmt: skip
+    # What an earlier run deleted and wrote is vacuumed and the statistics are fresh, whether or
+    # not the server runs autovacuum (this machine's does not), so each run starts alike.
+    with psycopg.connect(args.database_url, autocommit=True) as db:
+        for table in ("profiles_computedtraitvalue", "profiles_computedtraitchange", "profiles_profilechange",
+                      "audiences_audiencemember", "audiences_membership", "audiences_audiencechange",
+                      "profiles_event", "profiles_profile", "profiles_identity"):  # fmt: skip
+            db.execute(f"VACUUM (ANALYZE) {table}")
 
 
 def _django(env: dict[str, str]) -> None:
