@@ -37,7 +37,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 
 from bench import population  # noqa: E402
-from bench.ingest import _manage, app_env, recreate_database  # noqa: E402
+from bench.ingest import _manage, app_env  # noqa: E402
 from bench.live import TRAITS, population_audiences, seed_audiences  # noqa: E402
 
 E = "profiles_event"
@@ -121,36 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def prepare(args: argparse.Namespace, env: dict[str, str]) -> None:
-    size = population.Size(args.profiles, args.events)
-    if args.reuse and population.existing(args.database_url, size):
-        say("reusing the population already there (migrated to this code)")
-        _manage(env, "migrate", "--noinput")
-    else:
-        say(f"generating {args.profiles:,} profiles and {args.events:,} events (not timed)")
-        recreate_database(args.database_url, allow_drop=False)
-        _manage(env, "migrate", "--noinput")
-        population.fill(args.database_url, size, say=say)
-    _manage(env, "shell", "-c", "from audiences.models import Audience; from profiles.computed.models import "
-            "ComputedTrait; Audience.objects.all().delete(); ComputedTrait.objects.all().delete()")  # fmt: skip
-    # What an earlier run deleted and wrote is vacuumed and the statistics are fresh, whether or
-    # not the server runs autovacuum (this machine's does not), so each run starts alike.
-    with psycopg.connect(args.database_url, autocommit=True) as db:
-        for table in ("profiles_computedtraitvalue", "profiles_computedtraitchange", "profiles_profilechange",
-                      "audiences_audiencemember", "audiences_membership", "audiences_audiencechange",
-                      "profiles_event", "profiles_profile", "profiles_identity"):  # fmt: skip
-            db.execute(f"VACUUM (ANALYZE) {table}")
-
-
-def _django(env: dict[str, str]) -> None:
-    os.environ.update(env)
-    import django
-
-    django.setup()
-
-
 def compute_and_preview(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
-    _django(env)
+    population.django_in(env)
     from django.utils import timezone
 
     from audiences.models import AudienceMember
@@ -239,33 +210,17 @@ def realtime(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
 
 
 def identity(args: argparse.Namespace) -> dict[str, Any]:
-    runs: dict[str, list[dict[str, Any]]] = {"without": [], "with": []}
-    for n in range(args.identity_runs):
-        for mode in ("without", "with"):
-            out = Path(tempfile.mkstemp(suffix=".json")[1])
-            argv = [sys.executable, str(ROOT / "bench/identity.py"), "--people", str(args.identity_people),
-                    "--database-url", args.database_url.rsplit("/", 1)[0] + "/cdp_bench_identity",
-                    "--broker-url", "redis://127.0.0.1:6379/13", "--json", str(out), "--examples", "0"]  # fmt: skip
-            if mode == "with":
-                argv += ["--audiences", "20"]
-            subprocess.run(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=3600)
-            r = json.loads(out.read_text()) if out.stat().st_size else {}
-            runs[mode].append(r)
-            say(f"  identity run {n + 1} {mode:<7} audiences: end to end {r.get('end_to_end_events_per_s')} "
-                f"events/s; with the feed's consumers caught up {r.get('with_consumers_events_per_s')}")  # fmt: skip
-    fields = ("end_to_end_events_per_s", "with_consumers_events_per_s")
-    out = {m: {f: statistics.median(float(r.get(f) or 0) for r in runs[m]) for f in fields} for m in runs}
-    for f in fields:
-        base = out["without"][f]
-        out[f"ratio_{f}"] = round(out["with"][f] / base, 3) if base else None
-    return out
+    from bench.realtime import identity_with_and_without
+
+    return identity_with_and_without(database_url=args.database_url, runs=args.identity_runs,
+                                     people=args.identity_people, flags=["--audiences", "20"], say=say)  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
     env = app_env(argparse.Namespace(database_url=args.database_url, broker_url=args.broker_url),
                   Path(tempfile.mkdtemp(prefix="cdp-bench-audiences-")))  # fmt: skip
     report: dict[str, Any] = {"profiles": args.profiles, "events": args.events}
-    prepare(args, env)
+    population.prepare(args.database_url, population.Size(args.profiles, args.events), env, reuse=args.reuse, say=say)
     say(f"the six seed audiences: full computation ({args.repeat} runs) against hand-written SQL, and preview")
     report.update(compute_and_preview(args, env))
     if "realtime" not in args.skip:
@@ -289,9 +244,9 @@ def print_report(r: dict[str, Any]) -> None:
       f"{'preview s':>9}  members\n")  # fmt: skip
     for x in r["seeds"]:
         same = "" if "differ" not in x else ("same" if not x["differ"] else f"DIFFER {x['differ']}")
-        w(f"{x['key']:<26} {x.get('members', x.get('preview_size', 0)):>9,} {x.get('first_s', ''):>8} "
-          f"{x.get('again_s', ''):>8} {x.get('reference_s', ''):>7} {x.get('ratio', ''):>6} "
-          f"{x.get('ratio_first', ''):>10} {x.get('preview_s', ''):>9}  {same}\n")  # fmt: skip
+        w(f"{x['key']:<26} {x.get('members', x.get('preview_size', 0)):>9,} {x.get('first_s', '')!s:>8} "
+          f"{x.get('again_s', '')!s:>8} {x.get('reference_s', '')!s:>7} {x.get('ratio', '')!s:>6} "
+          f"{x.get('ratio_first', '')!s:>10} {x.get('preview_s', '')!s:>9}  {same}\n")  # fmt: skip
     ratios = [x["ratio"] for x in r["seeds"] if x.get("ratio") is not None]
     if ratios:
         worst = max(ratios)
@@ -311,15 +266,9 @@ def print_report(r: dict[str, Any]) -> None:
           f"{'met' if (x['p95_ms'] or 1e9) <= 1000 else 'NOT met'}, goal 250 ms "
           f"{'met' if (x['p95_ms'] or 1e9) <= 250 else 'not met'}\n")  # fmt: skip
     if "identity" in r:
-        x = r["identity"]
-        for f, label in (
-            ("end_to_end_events_per_s", "resolved"),
-            ("with_consumers_events_per_s", "consumers caught up"),
-        ):
-            ratio = x[f"ratio_{f}"]
-            w(f"identity end to end ({label}): {x['with'][f]:,.0f} events/s with 20 audiences, "
-              f"{x['without'][f]:,.0f} without: ratio {ratio}; bar 0.7 {'met' if ratio and ratio >= 0.7 else 'NOT met'}"
-              f", goal 0.85 {'met' if ratio and ratio >= 0.85 else 'not met'}\n")  # fmt: skip
+        from bench.realtime import identity_report
+
+        w(identity_report(r["identity"], "20 audiences"))
 
 
 def main() -> int:

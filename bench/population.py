@@ -274,3 +274,41 @@ def existing(url: str, size: Size) -> datetime | None:
     if row and row[0] == size.profiles and row[1] == size.events:
         return row[2]
     return None
+
+
+# What `prepare` vacuums: what an earlier benchmark run deleted and wrote.
+_VACUUMED = ("profiles_computedtraitvalue", "profiles_computedtraitchange", "profiles_profilechange",
+             "audiences_audiencemember", "audiences_membership", "audiences_audiencechange",
+             "profiles_event", "profiles_profile", "profiles_identity")  # fmt: skip
+
+
+def prepare(url: str, size: Size, env: dict[str, str], *, reuse: bool, say: Any = print) -> None:
+    """The population in `url`, for a benchmark run: kept when `reuse` and it holds `size`
+    (migrated to this code), else generated; then no computed traits nor audiences of an
+    earlier run, and the tables vacuumed and analysed whether or not the server runs
+    autovacuum (this machine's does not), so each run starts alike."""
+    from bench.ingest import _manage, recreate_database
+
+    if reuse and existing(url, size):
+        say("reusing the population already there (migrated to this code)")
+        _manage(env, "migrate", "--noinput")
+    else:
+        say(f"generating {size.profiles:,} profiles and {size.events:,} events (not timed)")
+        recreate_database(url, allow_drop=False)
+        _manage(env, "migrate", "--noinput")
+        fill(url, size, say=say)
+    _manage(env, "shell", "-c", "from audiences.models import Audience; from profiles.computed.models import "
+            "ComputedTrait; Audience.objects.all().delete(); ComputedTrait.objects.all().delete()")  # fmt: skip
+    with psycopg.connect(url, autocommit=True) as db:
+        for table in _VACUUMED:
+            db.execute(f"VACUUM (ANALYZE) {table}")
+
+
+def django_in(env: dict[str, str]) -> None:
+    """Set Django up in this process on the benchmark's settings (to call the app's code)."""
+    import os
+
+    os.environ.update(env)
+    import django
+
+    django.setup()

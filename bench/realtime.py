@@ -268,3 +268,47 @@ def measure(
     finally:
         stop.set()
         tear_down(services, env, var_dir, keep_logs=False)
+
+
+def identity_with_and_without(
+    *, database_url: str, runs: int, people: int, flags: list[str], say: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """`bench/identity.py` `runs` times with `flags` (definitions live) and as many without,
+    interleaved (same hour, same machine): the medians of both rates and their ratios."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    fields = ("end_to_end_events_per_s", "with_consumers_events_per_s")
+    found: dict[str, list[dict[str, Any]]] = {"without": [], "with": []}
+    for n in range(runs):
+        for mode in ("without", "with"):
+            out = Path(tempfile.mkstemp(suffix=".json")[1])
+            argv = [sys.executable, str(root / "bench/identity.py"), "--people", str(people),
+                    "--database-url", database_url.rsplit("/", 1)[0] + "/cdp_bench_identity",
+                    "--broker-url", "redis://127.0.0.1:6379/13", "--json", str(out), "--examples", "0",
+                    *(flags if mode == "with" else [])]  # fmt: skip
+            subprocess.run(argv, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=3600)
+            r = json.loads(out.read_text()) if out.stat().st_size else {}
+            found[mode].append(r)
+            say(f"  identity run {n + 1} {mode:<7} {' '.join(flags)}: end to end {r.get(fields[0])} events/s; "
+                f"with the feed's consumers caught up {r.get(fields[1])}")  # fmt: skip
+    result: dict[str, Any] = {m: {f: statistics.median(float(r.get(f) or 0) for r in found[m]) for f in fields}
+                              for m in found}  # fmt: skip
+    for f in fields:
+        base = result["without"][f]
+        result[f"ratio_{f}"] = round(result["with"][f] / base, 3) if base else None
+    return result
+
+
+def identity_report(x: dict[str, Any], what: str) -> str:
+    """The lines a benchmark prints for `identity_with_and_without`'s result."""
+    lines = []
+    for f, label in (("end_to_end_events_per_s", "resolved"), ("with_consumers_events_per_s", "consumers caught up")):
+        ratio = x[f"ratio_{f}"]
+        lines.append(f"identity end to end ({label}): {x['with'][f]:,.0f} events/s with {what}, "
+                     f"{x['without'][f]:,.0f} without: ratio {ratio}; bar 0.7 "
+                     f"{'met' if ratio and ratio >= 0.7 else 'NOT met'}, goal 0.85 "
+                     f"{'met' if ratio and ratio >= 0.85 else 'not met'}\n")  # fmt: skip
+    return "".join(lines)

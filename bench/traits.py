@@ -37,7 +37,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 
 from bench import population  # noqa: E402
-from bench.ingest import _manage, app_env, recreate_database  # noqa: E402
+from bench.ingest import _manage, app_env  # noqa: E402
 from bench.live import TRAITS  # noqa: E402
 
 E = "profiles_event"
@@ -129,38 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def prepare(args: argparse.Namespace, env: dict[str, str]) -> None:
-    size = population.Size(args.profiles, args.events)
-    if args.reuse and population.existing(args.database_url, size):
-        say("reusing the population already there (migrated to this code)")
-        _manage(env, "migrate", "--noinput")
-    else:
-        say(f"generating {args.profiles:,} profiles and {args.events:,} events (not timed)")
-        recreate_database(args.database_url, allow_drop=False)
-        _manage(env, "migrate", "--noinput")
-        population.fill(args.database_url, size, say=say)
-    # Fresh definitions each run (the values of an earlier run go with them), and no audiences
-    # of bench/audiences.py live beside them.
-    _manage(env, "shell", "-c", "from audiences.models import Audience; from profiles.computed.models import "
-            "ComputedTrait; Audience.objects.all().delete(); ComputedTrait.objects.all().delete()")  # fmt: skip
-    # What an earlier run deleted and wrote is vacuumed and the statistics are fresh, whether or
-    # not the server runs autovacuum (this machine's does not), so each run starts alike.
-    with psycopg.connect(args.database_url, autocommit=True) as db:
-        for table in ("profiles_computedtraitvalue", "profiles_computedtraitchange", "profiles_profilechange",
-                      "audiences_audiencemember", "audiences_membership", "audiences_audiencechange",
-                      "profiles_event", "profiles_profile", "profiles_identity"):  # fmt: skip
-            db.execute(f"VACUUM (ANALYZE) {table}")
-
-
-def _django(env: dict[str, str]) -> None:
-    os.environ.update(env)
-    import django
-
-    django.setup()
-
-
 def recompute(args: argparse.Namespace, env: dict[str, str]) -> list[dict[str, Any]]:
-    _django(env)
+    population.django_in(env)
     from django.db import connection
     from django.utils import timezone
 
@@ -250,29 +219,10 @@ def realtime(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def identity(args: argparse.Namespace) -> dict[str, Any]:
-    runs: dict[str, list[dict[str, Any]]] = {"without": [], "with": []}
-    for n in range(args.identity_runs):
-        for mode in ("without", "with"):
-            out = Path(tempfile.mkstemp(suffix=".json")[1])
-            argv = [sys.executable, str(ROOT / "bench/identity.py"), "--people", str(args.identity_people),
-                    "--database-url", args.database_url.rsplit("/", 1)[0] + "/cdp_bench_identity",
-                    "--broker-url", "redis://127.0.0.1:6379/13", "--json", str(out), "--examples", "0"]  # fmt: skip
-            if mode == "with":
-                argv.append("--computed-traits")
-            subprocess.run(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=3600)
-            r = json.loads(out.read_text()) if out.stat().st_size else {}
-            runs[mode].append(r)
-            say(f"  identity run {n + 1} {mode:<7} definitions: end to end {r.get('end_to_end_events_per_s')} "
-                f"events/s; with the feed's consumers caught up {r.get('with_consumers_events_per_s')}")  # fmt: skip
+    from bench.realtime import identity_with_and_without
 
-    def med(mode: str, field: str) -> float:
-        return statistics.median(float(r.get(field) or 0) for r in runs[mode])
-
-    out = {m: {f: med(m, f) for f in ("end_to_end_events_per_s", "with_consumers_events_per_s")} for m in runs}
-    for f in ("end_to_end_events_per_s", "with_consumers_events_per_s"):
-        base = out["without"][f]
-        out[f"ratio_{f}"] = round(out["with"][f] / base, 3) if base else None
-    return out
+    return identity_with_and_without(database_url=args.database_url, runs=args.identity_runs,
+                                     people=args.identity_people, flags=["--computed-traits"], say=say)  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -280,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
                   Path(tempfile.mkdtemp(prefix="cdp-bench-traits-")))  # fmt: skip
     env["CDP_CELERY_EAGER"] = "false"
     report: dict[str, Any] = {"profiles": args.profiles, "events": args.events}
-    prepare(args, env)
+    population.prepare(args.database_url, population.Size(args.profiles, args.events), env, reuse=args.reuse, say=say)
     if "recompute" not in args.skip:
         say(f"full recompute of each definition, {args.repeat} runs each, against hand-written SQL")
         report["recompute"] = recompute(args, env)
@@ -312,8 +262,8 @@ def print_report(r: dict[str, Any]) -> None:
         for x in r["recompute"]:
             same = "same" if not x["differ"] and x["profiles"] == x["reference_profiles"] else f"DIFFER {x['differ']}"
             w(f"{x['key']:<20} {x['type']:<13} {x['profiles']:>9,} {x['first_s']:>8.2f} {x['again_s']:>8.2f} "
-              f"{x['reference_s']:>7.2f} {x['ratio']:>6} {x['ratio_first']:>10}  {same}\n")  # fmt: skip
-        worst = max(x["ratio"] for x in r["recompute"])
+              f"{x['reference_s']:>7.2f} {x['ratio']!s:>6} {x['ratio_first']!s:>10}  {same}\n")  # fmt: skip
+        worst = max((x["ratio"] for x in r["recompute"] if x["ratio"] is not None), default=0.0)
         w(f"worst ratio {worst}: bar 2.0 {'met' if worst <= 2 else 'NOT met'}, goal 1.2 "
           f"{'met' if worst <= 1.2 else 'not met'}\n\n")  # fmt: skip
     if "realtime" in r:
@@ -325,15 +275,9 @@ def print_report(r: dict[str, Any]) -> None:
           f"; bar 1 s {'met' if (x['p95_ms'] or 1e9) <= 1000 else 'NOT met'}, goal 250 ms "
           f"{'met' if (x['p95_ms'] or 1e9) <= 250 else 'not met'}\n")  # fmt: skip
     if "identity" in r:
-        x = r["identity"]
-        for f, label in (
-            ("end_to_end_events_per_s", "resolved"),
-            ("with_consumers_events_per_s", "consumers caught up"),
-        ):
-            ratio = x[f"ratio_{f}"]
-            w(f"identity end to end ({label}): {x['with'][f]:,.0f} events/s with the definitions, "
-              f"{x['without'][f]:,.0f} without: ratio {ratio}; bar 0.7 {'met' if ratio and ratio >= 0.7 else 'NOT met'}"
-              f", goal 0.85 {'met' if ratio and ratio >= 0.85 else 'not met'}\n")  # fmt: skip
+        from bench.realtime import identity_report
+
+        w(identity_report(r["identity"], "the definitions"))
 
 
 def main() -> int:
