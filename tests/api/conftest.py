@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 from django.test import Client
 
@@ -31,3 +32,19 @@ def get(client: Client, token: str) -> Callable[..., Any]:
 @pytest.fixture
 def write_token(db: None) -> str:
     return access_token_create(name="tests that write", can_write=True)[1]
+
+
+@pytest.fixture
+def api(client, write_token, django_capture_on_commit_callbacks):
+    """`api(method, path, body, **query)` with a token that may write (or `token=`); what the
+    request enqueued on commit runs."""
+
+    def _call(method, path, body=None, token=write_token, **params):
+        headers = {"Authorization": f"Bearer {token}"}
+        with django_capture_on_commit_callbacks(execute=True):
+            if method == "get":
+                return client.get(path, params or None, headers=headers)
+            return getattr(client, method)(path, data=orjson.dumps(body) if body is not None else None,
+                                           content_type="application/json", headers=headers)  # fmt: skip
+
+    return _call

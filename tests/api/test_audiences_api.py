@@ -5,7 +5,6 @@ in the one shape, naming the bad node."""
 
 from __future__ import annotations
 
-import orjson
 import pytest
 
 from audiences.models import Membership
@@ -22,19 +21,6 @@ def people(send):
     send(*[{"type": "track", "userId": f"u{i}", "event": "Email Opened"} for i in range(1, 6)],
          {"type": "track", "userId": "u5", "event": "Order Completed"},
          *[{"type": "page", "userId": "u1", "name": "Home"} for _ in range(5)])  # fmt: skip
-
-
-@pytest.fixture
-def api(client, write_token, django_capture_on_commit_callbacks):
-    def _call(method, path, body=None, token=write_token, **params):
-        headers = {"Authorization": f"Bearer {token}"}
-        with django_capture_on_commit_callbacks(execute=True):
-            if method == "get":
-                return client.get(path, params or None, headers=headers)
-            return getattr(client, method)(path, data=orjson.dumps(body) if body is not None else None,
-                                           content_type="application/json", headers=headers)  # fmt: skip
-
-    return _call
 
 
 def test_create_read_members_history_and_delete(people, api, get, send):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from io import StringIO
 
-import orjson
 import pytest
 from django.core.management import call_command
 
@@ -21,19 +20,6 @@ URL = "/api/v1/computed-traits"
 def shop(send):
     send(*[{"type": "track", "userId": f"u{i}", "event": "Order Completed", "properties": {"revenue": i * 10}}
            for i in range(1, 6)])  # fmt: skip
-
-
-@pytest.fixture
-def api(client, write_token, django_capture_on_commit_callbacks):
-    """`api(method, path, body)` with a token that may write; what the request enqueued runs."""
-
-    def _call(method, path, body=None, token=write_token):
-        headers = {"Authorization": f"Bearer {token}"}
-        with django_capture_on_commit_callbacks(execute=True):
-            return getattr(client, method)(path, data=orjson.dumps(body) if body is not None else None,
-                                           content_type="application/json", headers=headers)  # fmt: skip
-
-    return _call
 
 
 def test_create_read_change_compute_and_delete(shop, api, get):

@@ -22,17 +22,6 @@ def sink():
     s.close()
 
 
-@pytest.fixture
-def api(client, write_token, django_capture_on_commit_callbacks):
-    def _call(method, path, body=None, token=write_token):
-        headers = {"Authorization": f"Bearer {token}"}
-        with django_capture_on_commit_callbacks(execute=True):
-            return getattr(client, method)(path, data=orjson.dumps(body) if body is not None else None,
-                                           content_type="application/json", headers=headers)  # fmt: skip
-
-    return _call
-
-
 def webhook_body(sink, **kw):
     return {"name": "Hook", "kind": "webhook", "audiences": ["vip"], "consent_categories": ["marketing"],
             "settings": {"urls": [f"{sink.url}/hook"], "shared_secret": "s3cret"}, **kw}  # fmt: skip
