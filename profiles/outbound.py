@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 
-from destinations.outbox import Outgoing, deliveries_enqueue, event_stream_sources, routes, subscribed
+from destinations.outbox import Outgoing, Route, deliveries_enqueue, event_stream_sources, routes, subscribed
 from profiles.models import Event, Identity, Profile
 
 CONSENT_EVENT = "Segment Consent Preference Updated"
@@ -112,11 +112,13 @@ def identify_of(r: Recipient, traits: Mapping[str, Any], email: str | None, *, c
 # --- Computed traits -----------------------------------------------------------------------
 
 
-def trait_deliveries(*, trait_id: int, key: str, rows: Sequence[tuple[int, Any, Any]], at: datetime) -> int:
+def trait_deliveries(
+    *, trait_id: int, key: str, rows: Sequence[tuple[int, Any, Any]], at: datetime, found: Sequence[Route] | None = None
+) -> int:
     """An identify `{key: value}` with `context.personas.computation_class = "trait"` for each
-    changed value (one per email), owed to the destinations that take the trait. Returns how
-    many deliveries."""
-    found = routes()
+    changed value (one per email), owed to the destinations that take the trait (of `found`,
+    when the caller has read them). Returns how many deliveries."""
+    found = routes() if found is None else found
     if not rows or not subscribed("trait", [key], found=found):
         return 0
     people = recipients(pid for pid, _, _ in rows)

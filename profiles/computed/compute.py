@@ -22,7 +22,7 @@ import orjson
 import psycopg
 from django.db import OperationalError, connection, transaction
 
-from destinations.outbox import subscribed
+from destinations.outbox import routes, subscribed
 from profiles.computed.compiler import compile_trait
 from profiles.computed.definitions import TraitDefinition
 from profiles.computed.models import ComputedTraitChange, ComputedTraitValue
@@ -66,13 +66,14 @@ def values_diff_apply(
     d = dialect_named(connection.vendor)
     compiled = compile_trait(defn, d, now=now, profile_ids=profile_ids, table=events)
     # A destination that takes the trait is owed each change, in this transaction.
-    owed = bool(subscribed("trait", [defn.key]))
+    found = routes()
+    owed = bool(subscribed("trait", [defn.key], found=found))
     if d.name == "postgresql":
         diff = _apply_postgres(trait_id, defn.key, compiled.sql, now, profile_ids, keep_rows or owed)
     else:
         diff = _apply_python(trait_id, defn.key, compiled.sql, now, profile_ids, sort_lists=compiled.sort_lists)
     if owed:
-        trait_deliveries(trait_id=trait_id, key=defn.key, rows=diff.rows, at=now)
+        trait_deliveries(trait_id=trait_id, key=defn.key, rows=diff.rows, at=now, found=found)
     return diff
 
 
